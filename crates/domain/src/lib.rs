@@ -1,0 +1,55 @@
+//! The vocabulary of the proxy — users, API keys, rate limits and usage records — and the
+//! traits that storage engines implement; no I/O.
+//!
+//! Nothing here knows about HTTP, SQL or an async runtime. The wire formats live elsewhere:
+//! OpenAI's in `aiproxy-api`, Ollama's in `aiproxy-ollama`. A storage engine (SQLite in
+//! `aiproxy-storage`, or your own) implements [`Store`], and the HTTP layer sees the database
+//! only through that trait.
+//!
+//! ```
+//! use aiproxy_domain::{ApiKey, RateLimits, UserId};
+//!
+//! let user = UserId::parse("alice").unwrap();
+//! let key = ApiKey::generate();
+//! assert!(key.expose().starts_with("sk-"));
+//! assert_eq!(key.hash(), ApiKey::parse(key.expose()).unwrap().hash());
+//! assert_eq!(RateLimits::default().requests_per_minute, Some(60));
+//! # let _ = user;
+//! ```
+#![warn(missing_docs)]
+
+mod keys;
+mod limits;
+mod store;
+mod timestamp;
+mod usage;
+mod user;
+
+pub use keys::{ApiKey, ApiKeyHash, KEY_PREFIX_LEN, secrets_equal};
+pub use limits::{LimitsPatch, MAX_LIMIT_VALUE, RateLimits};
+pub use store::{Page, Store, StoreError, UsageCommit, UsageStore, UserStore};
+pub use timestamp::UnixMillis;
+pub use usage::{
+    Endpoint, UsageEvent, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord,
+    UsageStatus, UsageSummaryRow, UsageTotals,
+};
+pub use user::{NewUser, User, UserId, UserPatch, UserSummary};
+
+/// A value that failed validation, with a message written for the person who sent it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    /// The field that was wrong, as the client named it (`user_id`, `api_key`, …).
+    pub field: &'static str,
+    /// What was wrong and what is allowed instead.
+    pub message: String,
+}
+
+impl ValidationError {
+    pub(crate) fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

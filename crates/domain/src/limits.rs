@@ -1,0 +1,178 @@
+use serde::{Deserialize, Serialize};
+
+use crate::ValidationError;
+
+/// The largest value any limit may take. Anything larger is certainly a mistake (a typo, or a
+/// negative number cast to unsigned somewhere) and is refused rather than stored.
+pub const MAX_LIMIT_VALUE: u64 = 1_000_000_000_000;
+
+/// A user's limits. `None` means unlimited.
+///
+/// Windows slide: a request counts against `requests_per_minute` for the sixty seconds after
+/// it was admitted, not until the next minute boundary. See `aiproxy-ratelimit` for how
+/// exactly windows free up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RateLimits {
+    /// Requests admitted in any sliding 60 seconds.
+    #[schema(example = 60)]
+    pub requests_per_minute: Option<u64>,
+    /// Requests admitted in any sliding 24 hours.
+    #[schema(example = 1000)]
+    pub requests_per_day: Option<u64>,
+    /// Prompt plus completion tokens in any sliding 60 seconds.
+    #[schema(example = 100000)]
+    pub tokens_per_minute: Option<u64>,
+    /// Prompt plus completion tokens in any sliding 24 hours.
+    #[schema(example = 1000000)]
+    pub tokens_per_day: Option<u64>,
+    /// Prompt plus completion tokens over the user's whole life.
+    #[schema(example = json!(null))]
+    pub total_token_limit: Option<u64>,
+    /// Requests of this user in flight at once.
+    #[schema(example = json!(null))]
+    pub max_concurrent_requests: Option<u64>,
+}
+
+impl Default for RateLimits {
+    /// The defaults the product promises: 60 requests a minute, 1000 a day, 100 000 tokens a
+    /// minute, 1 000 000 a day, no lifetime cap and no concurrency cap.
+    fn default() -> Self {
+        Self {
+            requests_per_minute: Some(60),
+            requests_per_day: Some(1000),
+            tokens_per_minute: Some(100_000),
+            tokens_per_day: Some(1_000_000),
+            total_token_limit: None,
+            max_concurrent_requests: None,
+        }
+    }
+}
+
+impl RateLimits {
+    /// Limits with every field unlimited.
+    pub fn unlimited() -> Self {
+        Self {
+            requests_per_minute: None,
+            requests_per_day: None,
+            tokens_per_minute: None,
+            tokens_per_day: None,
+            total_token_limit: None,
+            max_concurrent_requests: None,
+        }
+    }
+
+    /// Checks every field is within `1..=MAX_LIMIT_VALUE` (0 would lock the user out for
+    /// good; disabling a user is the honest way to do that).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        let fields = [
+            ("requests_per_minute", self.requests_per_minute),
+            ("requests_per_day", self.requests_per_day),
+            ("tokens_per_minute", self.tokens_per_minute),
+            ("tokens_per_day", self.tokens_per_day),
+            ("total_token_limit", self.total_token_limit),
+            ("max_concurrent_requests", self.max_concurrent_requests),
+        ];
+        for (field, value) in fields {
+            if let Some(v) = value
+                && (v == 0 || v > MAX_LIMIT_VALUE)
+            {
+                return Err(ValidationError::new(
+                    field,
+                    format!("must be between 1 and {MAX_LIMIT_VALUE}, or null for unlimited"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when no token limit applies, so the proxy need not reserve or clamp anything.
+    pub fn tokens_unlimited(&self) -> bool {
+        self.tokens_per_minute.is_none()
+            && self.tokens_per_day.is_none()
+            && self.total_token_limit.is_none()
+    }
+}
+
+/// A partial update of [`RateLimits`]: `None` leaves a field as it is, `Some(None)` makes it
+/// unlimited, `Some(Some(n))` sets it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitsPatch {
+    /// See [`RateLimits::requests_per_minute`].
+    pub requests_per_minute: Option<Option<u64>>,
+    /// See [`RateLimits::requests_per_day`].
+    pub requests_per_day: Option<Option<u64>>,
+    /// See [`RateLimits::tokens_per_minute`].
+    pub tokens_per_minute: Option<Option<u64>>,
+    /// See [`RateLimits::tokens_per_day`].
+    pub tokens_per_day: Option<Option<u64>>,
+    /// See [`RateLimits::total_token_limit`].
+    pub total_token_limit: Option<Option<u64>>,
+    /// See [`RateLimits::max_concurrent_requests`].
+    pub max_concurrent_requests: Option<Option<u64>>,
+}
+
+impl LimitsPatch {
+    /// The limits after this patch, validated.
+    pub fn apply(&self, base: RateLimits) -> Result<RateLimits, ValidationError> {
+        let pick = |patch: Option<Option<u64>>, old: Option<u64>| patch.unwrap_or(old);
+        let next = RateLimits {
+            requests_per_minute: pick(self.requests_per_minute, base.requests_per_minute),
+            requests_per_day: pick(self.requests_per_day, base.requests_per_day),
+            tokens_per_minute: pick(self.tokens_per_minute, base.tokens_per_minute),
+            tokens_per_day: pick(self.tokens_per_day, base.tokens_per_day),
+            total_token_limit: pick(self.total_token_limit, base.total_token_limit),
+            max_concurrent_requests: pick(
+                self.max_concurrent_requests,
+                base.max_concurrent_requests,
+            ),
+        };
+        next.validate()?;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_promise() {
+        let d = RateLimits::default();
+        assert_eq!(d.requests_per_minute, Some(60));
+        assert_eq!(d.requests_per_day, Some(1000));
+        assert_eq!(d.tokens_per_minute, Some(100_000));
+        assert_eq!(d.tokens_per_day, Some(1_000_000));
+        assert_eq!(d.total_token_limit, None);
+        assert!(d.validate().is_ok());
+    }
+
+    #[test]
+    fn patch_changes_only_what_was_sent() {
+        let patch = LimitsPatch {
+            requests_per_minute: Some(Some(5)),
+            tokens_per_day: Some(None),
+            ..LimitsPatch::default()
+        };
+        let next = patch.apply(RateLimits::default()).unwrap();
+        assert_eq!(next.requests_per_minute, Some(5));
+        assert_eq!(next.tokens_per_day, None);
+        assert_eq!(next.requests_per_day, Some(1000));
+    }
+
+    #[test]
+    fn zero_and_absurd_values_are_refused() {
+        let zero = LimitsPatch {
+            requests_per_minute: Some(Some(0)),
+            ..LimitsPatch::default()
+        };
+        assert_eq!(
+            zero.apply(RateLimits::default()).unwrap_err().field,
+            "requests_per_minute"
+        );
+        let huge = LimitsPatch {
+            tokens_per_day: Some(Some(u64::MAX)),
+            ..LimitsPatch::default()
+        };
+        assert!(huge.apply(RateLimits::default()).is_err());
+    }
+}
