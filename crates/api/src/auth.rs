@@ -1,0 +1,118 @@
+//! Bearer-key extractors: [`AuthedUser`] for `/v1/*`, [`Admin`] for `/admin/*`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
+use aiproxy_domain::{ApiKey, UnixMillis, User, secrets_equal};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The user whose key came with the request: known, enabled and not expired.
+#[derive(Debug, Clone)]
+pub struct AuthedUser(pub Arc<User>);
+
+/// Proof that the request carried the operator's admin key.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+const NO_KEY: &str = "You didn't provide an API key. Send it in an Authorization header as Bearer auth (Authorization: Bearer YOUR_KEY).";
+const BAD_KEY: &str = "Incorrect API key provided.";
+
+/// The key from `Authorization: Bearer <key>`; the scheme is case-insensitive.
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized {
+            message: NO_KEY.into(),
+        })?;
+    let text = header.to_str().map_err(|_| ApiError::Unauthorized {
+        message: "The Authorization header is not valid text.".into(),
+    })?;
+    let (scheme, key) = text
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized {
+            message: "The Authorization header must be `Bearer YOUR_KEY`.".into(),
+        })?;
+    if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
+        return Err(ApiError::Unauthorized {
+            message: "The Authorization header must be `Bearer YOUR_KEY`.".into(),
+        });
+    }
+    Ok(key.trim())
+}
+
+fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("AppState is not registered".into()))
+}
+
+impl FromRequest for AuthedUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let parsed = bearer(req).and_then(|raw| {
+            ApiKey::parse(raw).map_err(|_| ApiError::Unauthorized {
+                message: BAD_KEY.into(),
+            })
+        });
+        let state = state(req);
+        Box::pin(async move {
+            let key = parsed?;
+            let state = state?;
+            let hash = key.hash();
+            let user = match state.keys.get(&hash) {
+                Some(user) => user,
+                None => {
+                    let store = state.store.clone();
+                    let found = web::block(move || store.find_user_by_key(&hash)).await??;
+                    let user = Arc::new(found.ok_or_else(|| ApiError::Unauthorized {
+                        message: BAD_KEY.into(),
+                    })?);
+                    state.keys.insert(hash, user.clone());
+                    user
+                }
+            };
+            if user.disabled {
+                return Err(ApiError::Unauthorized {
+                    message: "This API key belongs to a disabled user.".into(),
+                });
+            }
+            if user
+                .key_expires_at
+                .is_some_and(|expiry| expiry <= UnixMillis::now())
+            {
+                return Err(ApiError::Unauthorized {
+                    message: "This API key has expired. Ask the operator for a new one.".into(),
+                });
+            }
+            Ok(AuthedUser(user))
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = bearer(req).and_then(|key| {
+            let state = state(req)?;
+            if secrets_equal(key, &state.settings.admin_api_key) {
+                Ok(Admin)
+            } else {
+                Err(ApiError::Unauthorized {
+                    message: "Incorrect admin key provided.".into(),
+                })
+            }
+        });
+        std::future::ready(result)
+    }
+}

@@ -1,0 +1,374 @@
+//! `POST /v1/chat/completions`: the hot path.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use aiproxy_domain::{Endpoint, UnixMillis, UsageStatus};
+use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient, OllamaError};
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+
+use crate::accounting::Accounting;
+use crate::auth::AuthedUser;
+use crate::body::{content_length, read_json};
+use crate::error::{ApiError, ErrorResponse};
+use crate::headers::rate_limit_headers;
+use crate::openai::{
+    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
+    ChunkChoice, Delta, Usage,
+};
+use crate::state::{AppState, next_request_id};
+use crate::translate::{
+    chat_request_to_ollama, finish_reason, requested_completion_tokens, tool_calls_to_openai,
+};
+
+/// Creates a chat completion: Ollama's `/api/chat`, in OpenAI's shape.
+///
+/// With `"stream": true` the answer arrives as Server-Sent Events (`chat.completion.chunk`),
+/// each token as soon as Ollama produces it, ending with `data: [DONE]`. Ollama-only settings
+/// go in the `ollama` extension field.
+#[utoipa::path(
+    tag = "user",
+    request_body = ChatCompletionRequest,
+    responses(
+        (status = 200, description = "The completion (or, when streaming, `text/event-stream` of `chat.completion.chunk` events)", body = ChatCompletion),
+        (status = 400, description = "Malformed request", body = ErrorResponse),
+        (status = 401, description = "Missing, wrong or expired key", body = ErrorResponse),
+        (status = 403, description = "Model not allowed for this user", body = ErrorResponse),
+        (status = 404, description = "Unknown model", body = ErrorResponse),
+        (status = 413, description = "Body too large", body = ErrorResponse),
+        (status = 429, description = "Over a rate limit or the quota", body = ErrorResponse),
+        (status = 502, description = "Ollama unreachable or failed", body = ErrorResponse),
+        (status = 503, description = "Ollama busy or the database unavailable", body = ErrorResponse),
+        (status = 504, description = "Ollama timed out", body = ErrorResponse),
+    ),
+    security(("user_key" = []))
+)]
+#[post("/v1/chat/completions")]
+pub async fn chat_completions(
+    req: HttpRequest,
+    payload: web::Payload,
+    user: AuthedUser,
+    state: web::Data<AppState>,
+    client: web::Data<OllamaClient>,
+) -> Result<HttpResponse, ApiError> {
+    let request: ChatCompletionRequest =
+        read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
+    let user = user.0;
+    if !user.may_use_model(&request.model) {
+        return Err(ApiError::Forbidden {
+            message: format!("You are not allowed to use the model `{}`.", request.model),
+            code: "model_not_allowed",
+        });
+    }
+    let streaming = request.stream.unwrap_or(false);
+    let requested = requested_completion_tokens(&request);
+    let model = request.model.clone();
+    let mut translated = chat_request_to_ollama(request, requested)?;
+
+    let created_at = UnixMillis::now();
+    let reservation = state
+        .limiter
+        .admit(&user.id, &user.limits, requested, created_at)
+        .map_err(ApiError::RateLimited)?;
+    let limit_headers = rate_limit_headers(reservation.status());
+    if let Some(budget) = reservation.completion_budget() {
+        translated
+            .request
+            .options
+            .get_or_insert_with(Default::default)
+            .insert("num_predict".into(), budget.into());
+    }
+    let request_id = next_request_id();
+    let accounting = Accounting::new(
+        state.clone(),
+        reservation,
+        user.id.clone(),
+        model.clone(),
+        Endpoint::ChatCompletions,
+        request_id.clone(),
+        created_at,
+    );
+
+    if !translated.pending_images.is_empty() {
+        crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await?;
+    }
+
+    let completion_id = format!("chatcmpl-{request_id}");
+    let mut response = HttpResponse::Ok();
+    response.insert_header(("x-request-id", request_id.as_str()));
+    for header in limit_headers {
+        response.insert_header(header);
+    }
+
+    if streaming {
+        let upstream = match client.chat_stream(&translated.request).await {
+            Ok(upstream) => upstream,
+            Err(err) => return Err(fail_before_answer(accounting, err).await),
+        };
+        let stream = SseStream {
+            upstream: Box::pin(upstream),
+            accounting: Some(accounting),
+            id: completion_id,
+            model,
+            created: created_at.as_unix_seconds(),
+            include_usage: translated.include_usage,
+            sent_role: false,
+            tool_calls_sent: 0,
+        };
+        return Ok(response
+            .insert_header((CONTENT_TYPE, "text/event-stream"))
+            .insert_header((CACHE_CONTROL, "no-cache"))
+            .insert_header(("x-accel-buffering", "no"))
+            .streaming(stream.into_body()));
+    }
+
+    let answer = match client.chat(&translated.request).await {
+        Ok(answer) => answer,
+        Err(err) => return Err(fail_before_answer(accounting, err).await),
+    };
+    let usage = Usage::new(
+        answer.prompt_eval_count.unwrap_or(0),
+        answer.eval_count.unwrap_or(0),
+    );
+    // The client gets the answer only once its usage is on disk.
+    accounting
+        .finish(
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            UsageStatus::Ok,
+        )
+        .await?;
+    let message = answer.message.unwrap_or_default();
+    let tool_calls = message
+        .tool_calls
+        .as_deref()
+        .filter(|calls| !calls.is_empty())
+        .map(|calls| tool_calls_to_openai(calls, &request_id, 0));
+    let completion = ChatCompletion {
+        id: completion_id,
+        object: "chat.completion",
+        created: created_at.as_unix_seconds(),
+        model,
+        choices: vec![Choice {
+            index: 0,
+            finish_reason: Some(finish_reason(
+                answer.done_reason.as_deref(),
+                tool_calls.is_some(),
+            )),
+            message: AssistantMessage {
+                role: "assistant",
+                content: if message.content.is_empty() && tool_calls.is_some() {
+                    None
+                } else {
+                    Some(message.content)
+                },
+                reasoning_content: message.thinking.filter(|t| !t.is_empty()),
+                tool_calls,
+                refusal: None,
+            },
+            logprobs: None,
+        }],
+        usage,
+        system_fingerprint: "fp_ollama",
+    };
+    Ok(response.json(completion))
+}
+
+/// Ends the bill of a request that failed before any answer: no row when Ollama was never
+/// reached, an `error` row (with no tokens) when it was.
+async fn fail_before_answer(accounting: Accounting, err: OllamaError) -> ApiError {
+    match err {
+        OllamaError::Connect { .. }
+        | OllamaError::Timeout {
+            phase: ollama::TimeoutPhase::Connect,
+        } => accounting.cancel(),
+        _ => {
+            if let Err(store_err) = accounting.finish(0, 0, UsageStatus::Error).await {
+                tracing::error!(error = %store_err, "could not record a failed request");
+            }
+        }
+    }
+    ApiError::Upstream(err)
+}
+
+/// Ollama's NDJSON stream, re-emitted as OpenAI Server-Sent Events.
+struct SseStream {
+    upstream: Pin<Box<ChatStream>>,
+    accounting: Option<Accounting>,
+    id: String,
+    model: String,
+    created: i64,
+    include_usage: bool,
+    sent_role: bool,
+    tool_calls_sent: usize,
+}
+
+impl SseStream {
+    fn into_body(self) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + 'static {
+        futures_util::stream::unfold(self, |mut this| async move {
+            let bytes = this.next_event().await?;
+            Some((Ok(bytes), this))
+        })
+    }
+
+    /// The next bytes to send, or `None` when the stream is over.
+    async fn next_event(&mut self) -> Option<Bytes> {
+        loop {
+            let accounting = self.accounting.as_mut()?;
+            match self.upstream.next().await {
+                Some(Ok(chunk)) if chunk.done => return Some(self.finish(chunk).await),
+                Some(Ok(chunk)) => {
+                    let mut out = Vec::new();
+                    if let Some(message) = chunk.message {
+                        if !message.content.is_empty()
+                            || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
+                        {
+                            accounting.streamed_tokens += 1;
+                        }
+                        self.write_deltas(&mut out, message);
+                    }
+                    if !out.is_empty() {
+                        return Some(Bytes::from(out));
+                    }
+                }
+                Some(Err(err)) => {
+                    // Headers are gone; the failure becomes the stream's last event. Usage
+                    // for what was delivered is still recorded.
+                    if let Some(accounting) = self.accounting.take() {
+                        let tokens = accounting.streamed_tokens;
+                        if let Err(store_err) =
+                            accounting.finish(0, tokens, UsageStatus::Error).await
+                        {
+                            tracing::error!(error = %store_err, "could not record a failed stream");
+                        }
+                    }
+                    return Some(Bytes::from(ApiError::Upstream(err).to_stream_event()));
+                }
+                None => {
+                    // The client library reports a body that ends early as an error, so a
+                    // plain end is only reached after `done`.
+                    let accounting = self.accounting.take()?;
+                    let tokens = accounting.streamed_tokens;
+                    let _ = accounting.finish(0, tokens, UsageStatus::Error).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The last content (if any), the finish chunk, the usage chunk and `[DONE]`, sent only
+    /// after the usage row is committed.
+    async fn finish(&mut self, last: ollama::ChatResponse) -> Bytes {
+        let mut out = Vec::new();
+        if let Some(message) = last.message {
+            self.write_deltas(&mut out, message);
+        }
+        let reason = finish_reason(last.done_reason.as_deref(), self.tool_calls_sent > 0);
+        self.write_chunk(
+            &mut out,
+            vec![ChunkChoice {
+                index: 0,
+                delta: Delta::default(),
+                logprobs: None,
+                finish_reason: Some(reason),
+            }],
+            None,
+        );
+        let usage = Usage::new(
+            last.prompt_eval_count.unwrap_or(0),
+            last.eval_count.unwrap_or(0),
+        );
+        let committed = match self.accounting.take() {
+            Some(accounting) => {
+                accounting
+                    .finish(
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                        UsageStatus::Ok,
+                    )
+                    .await
+            }
+            None => Ok(()),
+        };
+        if let Err(err) = committed {
+            out.extend_from_slice(&ApiError::Storage(err).to_stream_event());
+            return Bytes::from(out);
+        }
+        if self.include_usage {
+            self.write_chunk(&mut out, Vec::new(), Some(usage));
+        }
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        Bytes::from(out)
+    }
+
+    /// Appends the chunks for one upstream message: reasoning, then content, then tool calls
+    /// (each whole, as Ollama produces them). Empty deltas are skipped.
+    fn write_deltas(&mut self, out: &mut Vec<u8>, message: ollama::Message) {
+        if let Some(thinking) = message.thinking.filter(|t| !t.is_empty()) {
+            let delta = Delta {
+                reasoning_content: Some(thinking),
+                ..self.first_delta()
+            };
+            self.write_delta(out, delta);
+        }
+        let calls = message.tool_calls.filter(|c| !c.is_empty());
+        if !message.content.is_empty() || (calls.is_none() && !self.sent_role) {
+            let delta = Delta {
+                content: Some(message.content),
+                ..self.first_delta()
+            };
+            self.write_delta(out, delta);
+        }
+        if let Some(calls) = calls {
+            let converted = tool_calls_to_openai(&calls, &self.id, self.tool_calls_sent);
+            self.tool_calls_sent += converted.len();
+            let delta = Delta {
+                tool_calls: Some(converted),
+                ..self.first_delta()
+            };
+            self.write_delta(out, delta);
+        }
+    }
+
+    /// An empty delta that carries the role if it has not been sent yet.
+    fn first_delta(&mut self) -> Delta {
+        let role = (!self.sent_role).then_some("assistant");
+        self.sent_role = true;
+        Delta {
+            role,
+            ..Delta::default()
+        }
+    }
+
+    fn write_delta(&self, out: &mut Vec<u8>, delta: Delta) {
+        self.write_chunk(
+            out,
+            vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: None,
+            }],
+            None,
+        );
+    }
+
+    fn write_chunk(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<Usage>) {
+        let chunk = ChatCompletionChunk {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            system_fingerprint: "fp_ollama",
+            choices,
+            usage: self.include_usage.then_some(usage),
+        };
+        out.extend_from_slice(b"data: ");
+        // Serialising strings, numbers and options into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &chunk);
+        out.extend_from_slice(b"\n\n");
+    }
+}

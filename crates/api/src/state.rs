@@ -1,0 +1,123 @@
+//! What every handler shares: the store, the limiter, the key cache and the settings.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use aiproxy_domain::{ApiKeyHash, Store, User, UserId};
+use aiproxy_ratelimit::RateLimiter;
+
+/// Settings of the HTTP layer.
+#[derive(Clone)]
+pub struct ApiSettings {
+    /// The operator's key for `/admin/*`.
+    pub admin_api_key: String,
+    /// The largest request body accepted, in bytes (images arrive inline, so it is generous).
+    pub max_body_bytes: usize,
+    /// How images given by URL are fetched.
+    pub image_fetch: crate::images::ImageFetchSettings,
+}
+
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("admin_api_key", &"[redacted]")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("image_fetch", &self.image_fetch)
+            .finish()
+    }
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        Self {
+            admin_api_key: "admin-secret-key".into(),
+            max_body_bytes: 32 * 1024 * 1024,
+            image_fetch: crate::images::ImageFetchSettings::default(),
+        }
+    }
+}
+
+/// State shared by every worker; build it once and hand it to [`crate::configure`] through
+/// `web::Data`.
+pub struct AppState {
+    /// Where users, keys and usage live.
+    pub store: Arc<dyn Store>,
+    /// Who may make a request now.
+    pub limiter: Arc<RateLimiter>,
+    /// Keys already looked up, so the common request costs no database round trip.
+    pub keys: KeyCache,
+    /// Settings.
+    pub settings: ApiSettings,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// State over a store and a limiter.
+    pub fn new(store: Arc<dyn Store>, limiter: Arc<RateLimiter>, settings: ApiSettings) -> Self {
+        Self {
+            store,
+            limiter,
+            keys: KeyCache::default(),
+            settings,
+        }
+    }
+}
+
+/// Users by key hash. Every admin change to a user drops that user's entries at once, so a
+/// deleted, disabled or rotated key stops working on the very next request.
+#[derive(Debug, Default)]
+pub struct KeyCache {
+    users: RwLock<HashMap<ApiKeyHash, Arc<User>>>,
+}
+
+impl KeyCache {
+    pub(crate) fn get(&self, hash: &ApiKeyHash) -> Option<Arc<User>> {
+        self.users.read().ok()?.get(hash).cloned()
+    }
+
+    pub(crate) fn insert(&self, hash: ApiKeyHash, user: Arc<User>) {
+        if let Ok(mut users) = self.users.write() {
+            users.insert(hash, user);
+        }
+    }
+
+    /// Drops every cached entry of `user`.
+    pub fn invalidate(&self, user: &UserId) {
+        if let Ok(mut users) = self.users.write() {
+            users.retain(|_, cached| &cached.id != user);
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        if let Ok(mut users) = self.users.write() {
+            users.clear();
+        }
+    }
+}
+
+/// Request ids: unique within a process and across restarts (a random prefix drawn at start),
+/// and cheap (a counter, no system call per request).
+pub(crate) fn next_request_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        // Without the OS random source ids stay unique within this process, which is what
+        // matters for one server; fall back to the clock.
+        if getrandom::fill(&mut bytes).is_err() {
+            bytes = (aiproxy_domain::UnixMillis::now().0 as u32).to_le_bytes();
+        }
+        u32::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:08x}{n:016x}")
+}

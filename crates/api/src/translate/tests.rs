@@ -1,0 +1,176 @@
+use super::*;
+use crate::body::parse_json;
+
+fn translate(body: serde_json::Value) -> Result<TranslatedChat, ApiError> {
+    let request: ChatCompletionRequest = parse_json(body.to_string().as_bytes())?;
+    let requested = requested_completion_tokens(&request);
+    chat_request_to_ollama(request, requested)
+}
+
+#[test]
+fn parameters_map_to_ollama_options() {
+    let chat = translate(serde_json::json!({
+        "model": "llama3.2",
+        "messages": [{"role": "developer", "content": "Be terse."}, {"role": "user", "content": "Hi"}],
+        "max_completion_tokens": 20, "max_tokens": 99, "temperature": 0.5, "top_p": 0.9,
+        "seed": 7, "stop": "END", "presence_penalty": 0.1, "frequency_penalty": -0.1,
+        "response_format": {"type": "json_object"},
+        "ollama": {"options": {"num_ctx": 8192, "temperature": 1.5}, "keep_alive": "10m"}
+    }))
+    .unwrap();
+    let options = chat.request.options.unwrap();
+    assert_eq!(options["num_predict"], 20);
+    assert_eq!(
+        options["temperature"], 0.5,
+        "explicit OpenAI fields win over the extension"
+    );
+    assert_eq!(options["num_ctx"], 8192);
+    assert_eq!(options["stop"], serde_json::json!(["END"]));
+    assert_eq!(options["seed"], 7);
+    assert_eq!(chat.request.format, Some(serde_json::json!("json")));
+    assert_eq!(chat.request.keep_alive, Some(serde_json::json!("10m")));
+    assert_eq!(chat.request.messages[0].role, "system");
+}
+
+#[test]
+fn json_schema_becomes_the_format() {
+    let schema = serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    let chat = translate(serde_json::json!({
+        "model": "m", "messages": [{"role": "user", "content": "x"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}}
+    }))
+    .unwrap();
+    assert_eq!(chat.request.format, Some(schema));
+}
+
+#[test]
+fn what_ollama_cannot_do_is_refused() {
+    for (field, value) in [
+        ("n", serde_json::json!(2)),
+        ("logprobs", serde_json::json!(true)),
+    ] {
+        let mut body =
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}]});
+        body[field] = value;
+        match translate(body) {
+            Err(ApiError::BadRequest { param, .. }) => assert_eq!(param.as_deref(), Some(field)),
+            other => panic!("expected a 400 for {field}, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn tool_calls_and_results_round_trip() {
+    let chat = translate(serde_json::json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_1", "content": "cold"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+    }))
+    .unwrap();
+    let call = &chat.request.messages[1].tool_calls.as_ref().unwrap()[0];
+    assert_eq!(call.function.arguments, serde_json::json!({"city": "Oslo"}));
+    assert_eq!(
+        chat.request.messages[2].tool_name.as_deref(),
+        Some("get_weather")
+    );
+    assert_eq!(
+        chat.request.messages[2].tool_call_id.as_deref(),
+        Some("call_1")
+    );
+    assert_eq!(chat.request.tools.as_ref().map(Vec::len), Some(1));
+}
+
+#[test]
+fn bad_tool_arguments_name_the_field() {
+    let err = translate(serde_json::json!({
+        "model": "m",
+        "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "{oops"}}]}]
+    }))
+    .unwrap_err();
+    match err {
+        ApiError::BadRequest { param, .. } => {
+            assert_eq!(
+                param.as_deref(),
+                Some("messages[0].tool_calls[0].function.arguments")
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn tool_choice_none_drops_tools_and_a_named_one_keeps_only_it() {
+    let tools = serde_json::json!([
+        {"type": "function", "function": {"name": "a"}},
+        {"type": "function", "function": {"name": "b"}}
+    ]);
+    let none = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools, "tool_choice": "none"})).unwrap();
+    assert!(none.request.tools.is_none());
+    let named = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools, "tool_choice": {"type": "function", "function": {"name": "b"}}})).unwrap();
+    assert_eq!(named.request.tools.unwrap()[0]["function"]["name"], "b");
+}
+
+#[test]
+fn content_parts_merge_text_and_decode_images() {
+    // A 1x1 PNG.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let chat = translate(serde_json::json!({
+        "model": "moondream",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is"},
+            {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{png}")}},
+            {"type": "text", "text": "this?"},
+            {"type": "image_url", "image_url": "https://example.com/cat.png"}
+        ]}]
+    }))
+    .unwrap();
+    let message = &chat.request.messages[0];
+    assert_eq!(message.content, "What is\nthis?");
+    assert_eq!(message.images.as_ref().unwrap()[0], png);
+    assert_eq!(chat.pending_images.len(), 1);
+    assert_eq!(chat.pending_images[0].param, "messages[0].content[3]");
+}
+
+#[test]
+fn data_uris_that_are_not_images_are_refused() {
+    for url in [
+        "data:image/png;base64,!!!!",
+        "data:text/plain;base64,aGVsbG8=",
+        "data:image/png;base64,aGVsbG8=",
+        "data:image/png,rawbytes",
+    ] {
+        let result = translate(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]
+        }));
+        assert!(matches!(result, Err(ApiError::BadRequest { .. })), "{url}");
+    }
+}
+
+#[test]
+fn wrong_types_name_the_field() {
+    let err = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}),
+    )
+    .unwrap_err();
+    match err {
+        ApiError::BadRequest { param, .. } => {
+            assert_eq!(param.as_deref(), Some("messages[0].role"))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn finish_reasons_follow_openai() {
+    assert_eq!(finish_reason(Some("length"), true), "length");
+    assert_eq!(finish_reason(Some("stop"), true), "tool_calls");
+    assert_eq!(finish_reason(Some("stop"), false), "stop");
+    assert_eq!(finish_reason(None, false), "stop");
+}

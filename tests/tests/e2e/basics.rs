@@ -1,0 +1,97 @@
+use aiproxy_e2e::TestApp;
+
+#[actix_web::test]
+async fn root_names_the_service() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/", None).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json["service"], "aiproxy");
+    assert_eq!(reply.json["status"], "running");
+    assert!(reply.json["version"].is_string());
+}
+
+#[actix_web::test]
+async fn health_reports_database_and_ollama() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/health", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["database"], "ok");
+    assert_eq!(reply.json["ollama"], "ok");
+}
+
+#[actix_web::test]
+async fn health_says_when_ollama_is_down_but_stays_up() {
+    let app = TestApp::spawn_with(|s| s.ollama_base_url = "http://127.0.0.1:9".into()).await;
+    let reply = app.get("/health", None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(reply.json["ollama"], "unreachable");
+}
+
+#[actix_web::test]
+async fn database_folder_is_created_on_first_run() {
+    let app = TestApp::spawn().await;
+    assert!(
+        app.db_path.exists(),
+        "{} should exist",
+        app.db_path.display()
+    );
+}
+
+#[actix_web::test]
+async fn openapi_describes_every_route_with_both_key_schemes() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/openapi.json", None).await;
+    assert_eq!(reply.status, 200);
+    let paths = reply.json["paths"].as_object().unwrap();
+    for path in [
+        "/",
+        "/health",
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/usage",
+        "/v1/usage/summary",
+        "/admin/users",
+        "/admin/users/{user_id}",
+        "/admin/users/{user_id}/limits",
+        "/admin/users/{user_id}/usage",
+        "/admin/users/{user_id}/rotate-key",
+    ] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    let schemes = &reply.json["components"]["securitySchemes"];
+    assert_eq!(schemes["user_key"]["scheme"], "bearer");
+    assert_eq!(schemes["admin_key"]["scheme"], "bearer");
+}
+
+#[actix_web::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    // `/docs` redirects to `/docs/` (the client follows it).
+    let redirected = app.get("/docs", None).await;
+    assert_eq!(redirected.status, 200);
+    assert!(redirected.text.contains("swagger-ui"));
+    let index = app.get("/docs/", None).await;
+    assert_eq!(index.status, 200);
+    assert!(index.text.contains("swagger-ui"), "{}", index.text);
+    assert!(
+        !index.text.contains("https://"),
+        "the page must not load anything from outside"
+    );
+    let bundle = app.get("/docs/swagger-ui-bundle.js", None).await;
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.text.len() > 100_000);
+    let init = app.get("/docs/swagger-initializer.js", None).await;
+    assert!(init.text.contains("/openapi.json"));
+}
+
+#[actix_web::test]
+async fn unknown_routes_and_methods_answer_in_openai_shape() {
+    let app = TestApp::spawn().await;
+    app.get("/v1/nothing-here", None).await.expect_error(404);
+    app.delete("/v1/chat/completions", None)
+        .await
+        .expect_error(405);
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real server on an ephemeral port, the Ollama simulator behind it,
+//! a real SQLite file, and a real HTTP client.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failure is a failed test"
+)]
+mod admin;
+mod basics;
+mod chat;
+mod layering;
+mod streaming;
