@@ -81,6 +81,11 @@ pub async fn chat_completions(
             .get_or_insert_with(Default::default)
             .insert("num_predict".into(), budget.into());
     }
+    // Fetched after admission so a user over a limit cannot make the proxy fetch anything; a
+    // refused image drops the reservation unsettled (the request still counts, no usage row).
+    if !translated.pending_images.is_empty() {
+        crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await?;
+    }
     let request_id = next_request_id();
     let accounting = Accounting::new(
         state.clone(),
@@ -91,10 +96,6 @@ pub async fn chat_completions(
         request_id.clone(),
         created_at,
     );
-
-    if !translated.pending_images.is_empty() {
-        crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await?;
-    }
 
     let completion_id = format!("chatcmpl-{request_id}");
     let mut response = HttpResponse::Ok();
@@ -179,7 +180,7 @@ pub async fn chat_completions(
 
 /// Ends the bill of a request that failed before any answer: no row when Ollama was never
 /// reached, an `error` row (with no tokens) when it was.
-async fn fail_before_answer(accounting: Accounting, err: OllamaError) -> ApiError {
+pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError) -> ApiError {
     match err {
         OllamaError::Connect { .. }
         | OllamaError::Timeout {

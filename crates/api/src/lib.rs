@@ -42,6 +42,8 @@ mod admin;
 mod auth;
 mod body;
 mod chat;
+mod completions;
+mod embeddings;
 mod error;
 mod fetch;
 mod headers;
@@ -71,6 +73,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(health::root)
         .service(health::health)
         .service(chat::chat_completions)
+        .service(completions::completions)
+        .service(embeddings::embeddings)
         .service(models::list_models)
         .service(models::get_model)
         .service(usage::my_usage)

@@ -10,4 +10,6 @@ mod admin;
 mod basics;
 mod chat;
 mod layering;
+mod ratelimit;
 mod streaming;
+mod surface;
