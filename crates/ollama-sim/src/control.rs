@@ -1,0 +1,747 @@
+//! Live switches for latency and faults, and the counters and request log tests read back.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+
+use crate::SimError;
+
+/// The message real Ollama streams when the runner fails mid-generation.
+pub const MODEL_ERROR_MESSAGE: &str = "an error was encountered while running the model";
+
+/// Latency and faults. Every field defaults to off / zero.
+///
+/// Delays apply to every request that passes validation. Faults (everything but the two
+/// delays) apply to `/api/chat` and `/api/generate`; `fail_status` and `hang` apply to
+/// `/api/embed` and `/api/embeddings` too. A fault counted "after N tokens" fires once N token
+/// lines were sent, or just before the final `done` line when the reply has fewer than N tokens,
+/// so a configured fault always shows.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimSettings {
+    /// Wait before the response head (and with it the first line) is sent.
+    pub first_token_delay: Duration,
+    /// Wait between two streamed lines; a non-streaming reply waits this long per token.
+    pub token_delay: Duration,
+    /// Answer this status with `{"error": message}` instead of generating.
+    pub fail_status: Option<(u16, String)>,
+    /// Send `{"error":"an error was encountered while running the model"}` after N tokens and
+    /// end the stream cleanly with no `done` line (status stays 200; with N = 0 the answer is a
+    /// 500 instead, as Ollama does when it fails before the first byte). Non-streaming: 500.
+    pub error_after_tokens: Option<usize>,
+    /// Drop the connection after N tokens, without the terminating chunk.
+    /// Non-streaming: the head promises the full `Content-Length`, half the body comes, then the
+    /// connection drops.
+    pub close_after_tokens: Option<usize>,
+    /// Insert the non-JSON line `{"model":` after N tokens, then carry on normally.
+    /// Non-streaming: a 200 whose body is the first half of the JSON.
+    pub malformed_after_tokens: Option<usize>,
+    /// Stop sending after N tokens and never finish; the connection stays open.
+    /// With N = 0, or non-streaming, nothing at all is sent (as Ollama sends its head with the
+    /// first line).
+    pub stall_after_tokens: Option<usize>,
+    /// Never answer at all, not even the head.
+    pub hang: bool,
+    /// When set, the faults apply to this many more requests and are then cleared
+    /// (`Some(0)` disables them at once). Delays are not affected.
+    pub faults_for_next: Option<usize>,
+}
+
+impl SimSettings {
+    /// Whether any fault (not a delay) is switched on.
+    pub fn has_faults(&self) -> bool {
+        self.fail_status.is_some()
+            || self.error_after_tokens.is_some()
+            || self.close_after_tokens.is_some()
+            || self.malformed_after_tokens.is_some()
+            || self.stall_after_tokens.is_some()
+            || self.hang
+    }
+
+    /// Switches every fault off and forgets `faults_for_next`; delays stay.
+    pub fn clear_faults(&mut self) {
+        *self = Self {
+            first_token_delay: self.first_token_delay,
+            token_delay: self.token_delay,
+            ..Self::default()
+        };
+    }
+
+    /// The JSON form `GET /sim/control` returns and `POST /sim/control` accepts.
+    pub fn to_json(&self) -> Value {
+        let view = SettingsView {
+            first_token_delay_ms: duration_ms(self.first_token_delay),
+            token_delay_ms: duration_ms(self.token_delay),
+            fail_status: self
+                .fail_status
+                .clone()
+                .map(|(status, message)| FailStatusJson { status, message }),
+            error_after_tokens: self.error_after_tokens,
+            close_after_tokens: self.close_after_tokens,
+            malformed_after_tokens: self.malformed_after_tokens,
+            stall_after_tokens: self.stall_after_tokens,
+            hang: self.hang,
+            faults_for_next: self.faults_for_next,
+        };
+        serde_json::to_value(view).unwrap_or(Value::Null)
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[derive(Serialize)]
+struct SettingsView {
+    first_token_delay_ms: u64,
+    token_delay_ms: u64,
+    fail_status: Option<FailStatusJson>,
+    error_after_tokens: Option<usize>,
+    close_after_tokens: Option<usize>,
+    malformed_after_tokens: Option<usize>,
+    stall_after_tokens: Option<usize>,
+    hang: bool,
+    faults_for_next: Option<usize>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailStatusJson {
+    status: u16,
+    message: String,
+}
+
+/// A `POST /sim/control` body: present fields are set, `null` clears, absent fields stay.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlUpdate {
+    #[serde(default)]
+    reset: bool,
+    #[serde(default)]
+    reset_stats: bool,
+    first_token_delay_ms: Option<u64>,
+    token_delay_ms: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
+    fail_status: Option<Option<FailStatusJson>>,
+    #[serde(default, deserialize_with = "present")]
+    error_after_tokens: Option<Option<usize>>,
+    #[serde(default, deserialize_with = "present")]
+    close_after_tokens: Option<Option<usize>>,
+    #[serde(default, deserialize_with = "present")]
+    malformed_after_tokens: Option<Option<usize>>,
+    #[serde(default, deserialize_with = "present")]
+    stall_after_tokens: Option<Option<usize>>,
+    hang: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    faults_for_next: Option<Option<usize>>,
+}
+
+/// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The HTTP routes the simulator counts requests for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimEndpoint {
+    /// `GET`/`HEAD /`.
+    Root,
+    /// `/api/version`.
+    Version,
+    /// `/api/tags`.
+    Tags,
+    /// `POST /api/show`.
+    Show,
+    /// `POST /api/chat`.
+    Chat,
+    /// `POST /api/generate`.
+    Generate,
+    /// `POST /api/embed`.
+    Embed,
+    /// `POST /api/embeddings` (legacy).
+    Embeddings,
+    /// `GET /api/ps`.
+    Ps,
+    /// Any path the simulator does not serve (404), or a wrong method (405).
+    NotFound,
+}
+
+impl SimEndpoint {
+    /// Every endpoint, in a fixed order.
+    pub const ALL: [SimEndpoint; 10] = [
+        SimEndpoint::Root,
+        SimEndpoint::Version,
+        SimEndpoint::Tags,
+        SimEndpoint::Show,
+        SimEndpoint::Chat,
+        SimEndpoint::Generate,
+        SimEndpoint::Embed,
+        SimEndpoint::Embeddings,
+        SimEndpoint::Ps,
+        SimEndpoint::NotFound,
+    ];
+
+    /// The snake_case name used in `/sim/stats` and `/sim/requests?endpoint=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SimEndpoint::Root => "root",
+            SimEndpoint::Version => "version",
+            SimEndpoint::Tags => "tags",
+            SimEndpoint::Show => "show",
+            SimEndpoint::Chat => "chat",
+            SimEndpoint::Generate => "generate",
+            SimEndpoint::Embed => "embed",
+            SimEndpoint::Embeddings => "embeddings",
+            SimEndpoint::Ps => "ps",
+            SimEndpoint::NotFound => "not_found",
+        }
+    }
+
+    /// The endpoint named by [`SimEndpoint::as_str`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|endpoint| endpoint.as_str() == name)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A snapshot of the simulator's counters.
+///
+/// Stream counters cover streaming `/api/chat` and `/api/generate` responses only. A stream ends
+/// in exactly one of: completed (`done` line sent), errored (error line sent), aborted by the
+/// server (`close_after_tokens`), or aborted by the client (its body was dropped unfinished,
+/// which is how actix reports a client that went away). The counters move when the body is
+/// produced or dropped, a moment after the client sees it, so poll them with a deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimStats {
+    /// Requests received per endpoint (every endpoint present, zeros included).
+    pub requests: BTreeMap<SimEndpoint, u64>,
+    /// Streaming responses begun.
+    pub streams_started: u64,
+    /// Streams that sent their `done: true` line.
+    pub streams_completed: u64,
+    /// Streams that sent a mid-stream `{"error": …}` line.
+    pub streams_errored: u64,
+    /// Streams the simulator cut on purpose (`close_after_tokens`).
+    pub streams_aborted_by_server: u64,
+    /// Streams the client abandoned before they finished.
+    pub streams_aborted_by_client: u64,
+    /// Streams whose body is still alive right now.
+    pub open_streams: u64,
+}
+
+impl SimStats {
+    /// Requests received by one endpoint.
+    pub fn requests_to(&self, endpoint: SimEndpoint) -> u64 {
+        self.requests.get(&endpoint).copied().unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: [AtomicU64; SimEndpoint::ALL.len()],
+    streams_started: AtomicU64,
+    streams_completed: AtomicU64,
+    streams_errored: AtomicU64,
+    streams_aborted_by_server: AtomicU64,
+    streams_aborted_by_client: AtomicU64,
+    open_streams: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Mutex<SimSettings>,
+    counters: Counters,
+    log: Mutex<VecDeque<(SimEndpoint, Value)>>,
+    log_capacity: usize,
+}
+
+/// The handle tests hold to steer a running simulator and read what it saw.
+///
+/// Cheap to clone, `Send + Sync`; every clone controls the same server. Changes take effect for
+/// the next request, and a new `token_delay` even for streams already running.
+#[derive(Debug, Clone)]
+pub struct SimControl {
+    inner: Arc<Inner>,
+}
+
+impl Default for SimControl {
+    fn default() -> Self {
+        Self::new(SimSettings::default(), 64)
+    }
+}
+
+/// Locks a mutex whose data stays valid even if a holder panicked (nothing here can be left
+/// half-updated), so a panicking test thread does not take the simulator down with it.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SimControl {
+    /// A control with the given starting settings, keeping the last `log_capacity` bodies.
+    pub fn new(settings: SimSettings, log_capacity: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                settings: Mutex::new(settings),
+                counters: Counters::default(),
+                log: Mutex::new(VecDeque::new()),
+                log_capacity,
+            }),
+        }
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> SimSettings {
+        lock(&self.inner.settings).clone()
+    }
+
+    /// Replaces every setting at once.
+    pub fn set_settings(&self, settings: SimSettings) {
+        *lock(&self.inner.settings) = settings;
+    }
+
+    /// Changes the settings in place, atomically with respect to requests.
+    pub fn update(&self, change: impl FnOnce(&mut SimSettings)) {
+        change(&mut lock(&self.inner.settings));
+    }
+
+    /// Back to no latency and no faults.
+    pub fn reset(&self) {
+        self.set_settings(SimSettings::default());
+    }
+
+    /// Switches every fault off; delays stay.
+    pub fn clear_faults(&self) {
+        self.update(SimSettings::clear_faults);
+    }
+
+    /// Sets [`SimSettings::first_token_delay`].
+    pub fn set_first_token_delay(&self, delay: Duration) {
+        self.update(|s| s.first_token_delay = delay);
+    }
+
+    /// Sets [`SimSettings::token_delay`].
+    pub fn set_token_delay(&self, delay: Duration) {
+        self.update(|s| s.token_delay = delay);
+    }
+
+    /// Sets [`SimSettings::fail_status`].
+    pub fn set_fail_status(&self, fault: Option<(u16, String)>) {
+        self.update(|s| s.fail_status = fault);
+    }
+
+    /// Shorthand for `set_fail_status(Some((status, message)))`.
+    pub fn fail_with(&self, status: u16, message: impl Into<String>) {
+        self.set_fail_status(Some((status, message.into())));
+    }
+
+    /// Sets [`SimSettings::error_after_tokens`].
+    pub fn set_error_after_tokens(&self, tokens: Option<usize>) {
+        self.update(|s| s.error_after_tokens = tokens);
+    }
+
+    /// Sets [`SimSettings::close_after_tokens`].
+    pub fn set_close_after_tokens(&self, tokens: Option<usize>) {
+        self.update(|s| s.close_after_tokens = tokens);
+    }
+
+    /// Sets [`SimSettings::malformed_after_tokens`].
+    pub fn set_malformed_after_tokens(&self, tokens: Option<usize>) {
+        self.update(|s| s.malformed_after_tokens = tokens);
+    }
+
+    /// Sets [`SimSettings::stall_after_tokens`].
+    pub fn set_stall_after_tokens(&self, tokens: Option<usize>) {
+        self.update(|s| s.stall_after_tokens = tokens);
+    }
+
+    /// Sets [`SimSettings::hang`].
+    pub fn set_hang(&self, hang: bool) {
+        self.update(|s| s.hang = hang);
+    }
+
+    /// Sets [`SimSettings::faults_for_next`].
+    pub fn set_faults_for_next(&self, requests: Option<usize>) {
+        self.update(|s| s.faults_for_next = requests);
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> SimStats {
+        let c = &self.inner.counters;
+        let load = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
+        SimStats {
+            requests: SimEndpoint::ALL
+                .into_iter()
+                .map(|endpoint| (endpoint, load(&c.requests[endpoint.index()])))
+                .collect(),
+            streams_started: load(&c.streams_started),
+            streams_completed: load(&c.streams_completed),
+            streams_errored: load(&c.streams_errored),
+            streams_aborted_by_server: load(&c.streams_aborted_by_server),
+            streams_aborted_by_client: load(&c.streams_aborted_by_client),
+            open_streams: load(&c.open_streams),
+        }
+    }
+
+    /// Zeroes the counters (except `open_streams`, which tracks live bodies) and empties the
+    /// request log.
+    pub fn reset_stats(&self) {
+        let c = &self.inner.counters;
+        for counter in c.requests.iter().chain([
+            &c.streams_started,
+            &c.streams_completed,
+            &c.streams_errored,
+            &c.streams_aborted_by_server,
+            &c.streams_aborted_by_client,
+        ]) {
+            counter.store(0, Ordering::SeqCst);
+        }
+        lock(&self.inner.log).clear();
+    }
+
+    /// The body of the most recent request to `endpoint` still in the log.
+    ///
+    /// Bodies are stored as parsed JSON; a body that is not JSON is stored as a JSON string
+    /// holding its text (lossy UTF-8), an empty body as `null`.
+    pub fn last_request(&self, endpoint: SimEndpoint) -> Option<Value> {
+        lock(&self.inner.log)
+            .iter()
+            .rev()
+            .find(|(logged, _)| *logged == endpoint)
+            .map(|(_, body)| body.clone())
+    }
+
+    /// Every body still in the log for `endpoint`, oldest first.
+    pub fn requests(&self, endpoint: SimEndpoint) -> Vec<Value> {
+        lock(&self.inner.log)
+            .iter()
+            .filter(|(logged, _)| *logged == endpoint)
+            .map(|(_, body)| body.clone())
+            .collect()
+    }
+
+    /// The whole log, oldest first, as `(endpoint, body)` pairs.
+    pub fn request_log(&self) -> Vec<(SimEndpoint, Value)> {
+        lock(&self.inner.log).iter().cloned().collect()
+    }
+
+    /// Applies a `POST /sim/control` JSON body (see the crate docs for its fields).
+    pub fn apply_json(&self, body: &Value) -> Result<(), SimError> {
+        let update = ControlUpdate::deserialize(body)
+            .map_err(|err| SimError::InvalidControl(err.to_string()))?;
+        if let Some(Some(fail)) = &update.fail_status
+            && !(100..=999).contains(&fail.status)
+        {
+            return Err(SimError::InvalidControl(format!(
+                "fail_status.status {} is not an HTTP status",
+                fail.status
+            )));
+        }
+        if update.reset_stats {
+            self.reset_stats();
+        }
+        self.update(|s| {
+            if update.reset {
+                *s = SimSettings::default();
+            }
+            if let Some(ms) = update.first_token_delay_ms {
+                s.first_token_delay = Duration::from_millis(ms);
+            }
+            if let Some(ms) = update.token_delay_ms {
+                s.token_delay = Duration::from_millis(ms);
+            }
+            if let Some(fail) = update.fail_status {
+                s.fail_status = fail.map(|f| (f.status, f.message));
+            }
+            if let Some(n) = update.error_after_tokens {
+                s.error_after_tokens = n;
+            }
+            if let Some(n) = update.close_after_tokens {
+                s.close_after_tokens = n;
+            }
+            if let Some(n) = update.malformed_after_tokens {
+                s.malformed_after_tokens = n;
+            }
+            if let Some(n) = update.stall_after_tokens {
+                s.stall_after_tokens = n;
+            }
+            if let Some(hang) = update.hang {
+                s.hang = hang;
+            }
+            if let Some(n) = update.faults_for_next {
+                s.faults_for_next = n;
+            }
+        });
+        Ok(())
+    }
+
+    pub(crate) fn note_request(&self, endpoint: SimEndpoint) {
+        self.inner.counters.requests[endpoint.index()].fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn log_body(&self, endpoint: SimEndpoint, body: &[u8]) {
+        if self.inner.log_capacity == 0 {
+            return;
+        }
+        let value = if body.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+        };
+        let mut log = lock(&self.inner.log);
+        while log.len() >= self.inner.log_capacity {
+            log.pop_front();
+        }
+        log.push_back((endpoint, value));
+    }
+
+    /// Takes the faults that apply to one request, counting it against `faults_for_next`.
+    pub(crate) fn claim_faults(&self, scope: FaultScope) -> ClaimedFaults {
+        let mut settings = lock(&self.inner.settings);
+        let relevant = match scope {
+            FaultScope::Inference => settings.has_faults(),
+            FaultScope::Embedding => settings.hang || settings.fail_status.is_some(),
+        };
+        if !relevant {
+            return ClaimedFaults::default();
+        }
+        let claimed = ClaimedFaults::from_settings(&settings, scope);
+        match settings.faults_for_next {
+            None => claimed,
+            Some(0) => {
+                settings.clear_faults();
+                ClaimedFaults::default()
+            }
+            Some(1) => {
+                settings.clear_faults();
+                claimed
+            }
+            Some(n) => {
+                settings.faults_for_next = Some(n - 1);
+                claimed
+            }
+        }
+    }
+
+    pub(crate) fn open_stream(&self) -> StreamGuard {
+        let c = &self.inner.counters;
+        c.streams_started.fetch_add(1, Ordering::SeqCst);
+        c.open_streams.fetch_add(1, Ordering::SeqCst);
+        StreamGuard {
+            control: self.clone(),
+            outcome: None,
+        }
+    }
+}
+
+/// Which faults a route honours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultScope {
+    /// `/api/chat` and `/api/generate`: every fault.
+    Inference,
+    /// `/api/embed` and `/api/embeddings`: `fail_status` and `hang` only.
+    Embedding,
+}
+
+/// How a faulty stream ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Terminal {
+    Error,
+    Close,
+    Stall,
+}
+
+/// The faults one request runs with, fixed when it starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ClaimedFaults {
+    pub hang: bool,
+    pub fail_status: Option<(u16, String)>,
+    /// The earliest stream-ending fault and its token count (ties: error, close, stall).
+    pub terminal: Option<(Terminal, usize)>,
+    pub malformed_after: Option<usize>,
+}
+
+impl ClaimedFaults {
+    fn from_settings(settings: &SimSettings, scope: FaultScope) -> Self {
+        if scope == FaultScope::Embedding {
+            return Self {
+                hang: settings.hang,
+                fail_status: settings.fail_status.clone(),
+                ..Self::default()
+            };
+        }
+        let terminal = [
+            settings.error_after_tokens.map(|n| (Terminal::Error, n)),
+            settings.close_after_tokens.map(|n| (Terminal::Close, n)),
+            settings.stall_after_tokens.map(|n| (Terminal::Stall, n)),
+        ]
+        .into_iter()
+        .flatten()
+        // min_by_key keeps the first of equal keys, which gives the documented tie order.
+        .min_by_key(|(_, n)| *n);
+        Self {
+            hang: settings.hang,
+            fail_status: settings.fail_status.clone(),
+            terminal,
+            malformed_after: settings.malformed_after_tokens,
+        }
+    }
+}
+
+/// How a stream ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamOutcome {
+    Completed,
+    Errored,
+    AbortedByServer,
+}
+
+/// Lives inside a response body; its drop tells whether the client left early.
+#[derive(Debug)]
+pub(crate) struct StreamGuard {
+    control: SimControl,
+    outcome: Option<StreamOutcome>,
+}
+
+impl StreamGuard {
+    /// Records how the stream ended; only the first call counts.
+    pub(crate) fn finish(&mut self, outcome: StreamOutcome) {
+        if self.outcome.is_some() {
+            return;
+        }
+        self.outcome = Some(outcome);
+        let c = &self.control.inner.counters;
+        let counter = match outcome {
+            StreamOutcome::Completed => &c.streams_completed,
+            StreamOutcome::Errored => &c.streams_errored,
+            StreamOutcome::AbortedByServer => &c.streams_aborted_by_server,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let c = &self.control.inner.counters;
+        if self.outcome.is_none() {
+            c.streams_aborted_by_client.fetch_add(1, Ordering::SeqCst);
+        }
+        c.open_streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn faults_for_next_counts_down_then_clears_faults_but_keeps_delays() {
+        let control = SimControl::default();
+        control.set_token_delay(Duration::from_millis(3));
+        control.fail_with(503, "busy");
+        control.set_faults_for_next(Some(2));
+        for _ in 0..2 {
+            let claimed = control.claim_faults(FaultScope::Inference);
+            assert_eq!(claimed.fail_status, Some((503, "busy".into())));
+        }
+        assert_eq!(
+            control.claim_faults(FaultScope::Inference),
+            ClaimedFaults::default()
+        );
+        let settings = control.settings();
+        assert!(!settings.has_faults());
+        assert_eq!(settings.faults_for_next, None);
+        assert_eq!(settings.token_delay, Duration::from_millis(3));
+    }
+
+    #[test]
+    fn embedding_requests_only_claim_status_and_hang() {
+        let control = SimControl::default();
+        control.set_error_after_tokens(Some(1));
+        control.set_faults_for_next(Some(1));
+        // Not relevant to embeddings, so the single allowed use is not spent here.
+        assert_eq!(
+            control.claim_faults(FaultScope::Embedding),
+            ClaimedFaults::default()
+        );
+        let claimed = control.claim_faults(FaultScope::Inference);
+        assert_eq!(claimed.terminal, Some((Terminal::Error, 1)));
+    }
+
+    #[test]
+    fn the_earliest_terminal_fault_wins_with_error_first_on_ties() {
+        let control = SimControl::default();
+        control.set_stall_after_tokens(Some(2));
+        control.set_close_after_tokens(Some(2));
+        control.set_error_after_tokens(Some(5));
+        let claimed = control.claim_faults(FaultScope::Inference);
+        assert_eq!(claimed.terminal, Some((Terminal::Close, 2)));
+    }
+
+    #[test]
+    fn stream_guard_counts_client_aborts_only_when_unfinished() {
+        let control = SimControl::default();
+        drop(control.open_stream());
+        let mut finished = control.open_stream();
+        finished.finish(StreamOutcome::Completed);
+        drop(finished);
+        let stats = control.stats();
+        assert_eq!(stats.streams_started, 2);
+        assert_eq!(stats.streams_aborted_by_client, 1);
+        assert_eq!(stats.streams_completed, 1);
+        assert_eq!(stats.open_streams, 0);
+    }
+
+    #[test]
+    fn control_json_sets_clears_and_leaves_alone() {
+        let control = SimControl::default();
+        control
+            .apply_json(&json!({"token_delay_ms": 7, "fail_status": {"status": 500, "message": "boom"}, "stall_after_tokens": 2}))
+            .unwrap();
+        control.apply_json(&json!({"fail_status": null})).unwrap();
+        let settings = control.settings();
+        assert_eq!(settings.token_delay, Duration::from_millis(7));
+        assert_eq!(settings.fail_status, None);
+        assert_eq!(settings.stall_after_tokens, Some(2));
+        assert!(control.apply_json(&json!({"token_delay": 7})).is_err());
+        assert!(
+            control
+                .apply_json(&json!({"fail_status": {"status": 5, "message": ""}}))
+                .is_err()
+        );
+        control.apply_json(&json!({"reset": true})).unwrap();
+        assert_eq!(control.settings(), SimSettings::default());
+        assert_eq!(control.settings().to_json()["hang"], json!(false));
+    }
+
+    #[test]
+    fn the_request_log_keeps_the_newest_bodies() {
+        let control = SimControl::new(SimSettings::default(), 2);
+        control.log_body(SimEndpoint::Chat, br#"{"n":1}"#);
+        control.log_body(SimEndpoint::Embed, b"not json");
+        control.log_body(SimEndpoint::Chat, br#"{"n":3}"#);
+        assert_eq!(control.requests(SimEndpoint::Chat), vec![json!({"n": 3})]);
+        assert_eq!(
+            control.last_request(SimEndpoint::Embed),
+            Some(json!("not json"))
+        );
+        control.reset_stats();
+        assert_eq!(control.last_request(SimEndpoint::Chat), None);
+    }
+}

@@ -1,0 +1,272 @@
+//! `/api/chat` and `/api/generate`: the deterministic replies, streamed and not.
+
+use aiproxy_ollama_sim::{SimEndpoint, prompt_tokens_for_chat};
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+
+use crate::client::{assert_go_timestamp, eventually, post, start};
+
+fn user(content: &str) -> Value {
+    json!([{"role": "user", "content": content}])
+}
+
+#[actix_rt::test]
+async fn chat_streams_one_line_per_word_then_a_final_line() {
+    let sim = start().await;
+    let request = json!({"model": "llama3.2", "messages": [
+        {"role": "system", "content": "Be terse."},
+        {"role": "user", "content": "Count  from 1 to 5"}
+    ]});
+    let response = post(&sim, "/api/chat", &request).await;
+    assert_eq!(response.status, 200);
+    assert_eq!(response.content_type(), "application/x-ndjson");
+    assert!(response.chunked && response.complete);
+    let lines = response.lines();
+    let (last, tokens) = lines.split_last().unwrap();
+    let contents: Vec<&str> = tokens
+        .iter()
+        .map(|l| l["message"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["Echo:", " Count", " from", " 1", " to", " 5"]);
+    for token in tokens {
+        assert_eq!(token["model"], "llama3.2");
+        assert_eq!(token["done"], false);
+        assert_eq!(token["message"]["role"], "assistant");
+        assert_go_timestamp(&token["created_at"]);
+        assert!(token.get("done_reason").is_none() && token.get("eval_count").is_none());
+    }
+    assert_eq!(last["message"], json!({"role": "assistant", "content": ""}));
+    assert_eq!(
+        (last["done"].clone(), last["done_reason"].clone()),
+        (json!(true), json!("stop"))
+    );
+    assert_eq!(last["eval_count"], 6);
+    assert_eq!(last["prompt_eval_count"], prompt_tokens_for_chat(&request));
+    assert_eq!(last["prompt_eval_count"], 3 + 6);
+    for metric in [
+        "total_duration",
+        "load_duration",
+        "prompt_eval_duration",
+        "eval_duration",
+    ] {
+        assert!(last[metric].as_u64().unwrap() > 0, "{metric}");
+    }
+    let stats = eventually(sim.control(), "stream bookkeeping", |s| s.open_streams == 0).await;
+    assert_eq!(
+        (
+            stats.streams_started,
+            stats.streams_completed,
+            stats.streams_aborted_by_client
+        ),
+        (1, 1, 0)
+    );
+    assert_eq!(sim.control().last_request(SimEndpoint::Chat), Some(request));
+}
+
+#[actix_rt::test]
+async fn chat_without_stream_answers_one_object_with_the_whole_reply() {
+    let sim = start().await;
+    let request =
+        json!({"model": "llama3.2", "messages": user("Why is the sky <blue>?"), "stream": false});
+    let response = post(&sim, "/api/chat", &request).await;
+    assert_eq!(response.content_type(), "application/json; charset=utf-8");
+    assert!(!response.chunked && response.complete);
+    assert!(
+        response.text().contains("\\u003cblue\\u003e"),
+        "Go escapes HTML: {}",
+        response.text()
+    );
+    let body = response.json();
+    assert_eq!(
+        body["message"],
+        json!({"role": "assistant", "content": "Echo: Why is the sky <blue>?"})
+    );
+    assert_eq!(body["done_reason"], "stop");
+    assert_eq!(body["eval_count"], 6);
+    assert_eq!(body["prompt_eval_count"], 6);
+    assert_eq!(sim.control().stats().streams_started, 0);
+}
+
+#[actix_rt::test]
+async fn num_predict_cuts_with_length_and_stop_sequences_cut_with_stop() {
+    let sim = start().await;
+    let capped = post(&sim, "/api/chat", &json!({"model": "llama3.2", "messages": user("one two three four"), "options": {"num_predict": 2}})).await;
+    let lines = capped.lines();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["done_reason"], "length");
+    assert_eq!(lines[2]["eval_count"], 2);
+
+    let stopped = post(&sim, "/api/chat", &json!({"model": "llama3.2", "messages": user("one two three"), "stream": false, "options": {"stop": ["three"]}})).await;
+    let body = stopped.json();
+    assert_eq!(body["message"]["content"], "Echo: one two");
+    assert_eq!(body["done_reason"], "stop");
+
+    let nothing = post(&sim, "/api/chat", &json!({"model": "llama3.2", "messages": user("x"), "stream": false, "options": {"num_predict": 0}})).await;
+    let body = nothing.json();
+    assert_eq!(body["message"]["content"], "");
+    assert_eq!(body["done_reason"], "length");
+    assert!(
+        body.get("eval_count").is_none(),
+        "Ollama omits a zero eval_count"
+    );
+}
+
+#[actix_rt::test]
+async fn json_format_replies_concatenate_to_valid_json() {
+    let sim = start().await;
+    for format in [
+        json!("json"),
+        json!({"type": "object", "properties": {"echo": {"type": "string"}}}),
+    ] {
+        let response = post(
+            &sim,
+            "/api/chat",
+            &json!({"model": "llama3.2", "messages": user("How many \"feet\"?"), "format": format}),
+        )
+        .await;
+        let lines = response.lines();
+        let text: String = lines
+            .iter()
+            .map(|l| l["message"]["content"].as_str().unwrap())
+            .collect();
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, json!({"echo": "How many \"feet\"?"}));
+    }
+}
+
+fn weather_tool() -> Value {
+    json!([{"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Get the weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    }}])
+}
+
+#[actix_rt::test]
+async fn tools_produce_one_call_to_the_first_tool() {
+    let sim = start().await;
+    let request = json!({"model": "llama3.2", "messages": user("Weather in Tokyo?"), "tools": weather_tool()});
+    let lines = post(&sim, "/api/chat", &request).await.lines();
+    assert_eq!(lines.len(), 2);
+    let message = &lines[0]["message"];
+    assert_eq!(message["content"], "");
+    let call = &message["tool_calls"][0];
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("call_") && id.len() == 13);
+    assert_eq!(
+        call["function"],
+        json!({"index": 0, "name": "get_weather", "arguments": {"city": "Tokyo"}})
+    );
+    assert_eq!(lines[1]["done_reason"], "stop");
+    assert_eq!(lines[1]["eval_count"], 2);
+
+    let whole = post(&sim, "/api/chat", &json!({"model": "llama3.2", "messages": user("Weather in Tokyo?"), "tools": weather_tool(), "stream": false})).await;
+    let body = whole.json();
+    assert_eq!(body["message"]["tool_calls"][0]["id"], id);
+    assert_eq!(body["message"]["content"], "");
+
+    let answered = json!({"model": "llama3.2", "tools": weather_tool(), "stream": false, "messages": [
+        {"role": "user", "content": "Weather in Tokyo?"},
+        {"role": "assistant", "content": "", "tool_calls": [call]},
+        {"role": "tool", "content": "11 degrees celsius", "tool_name": "get_weather"}
+    ]});
+    let body = post(&sim, "/api/chat", &answered).await.json();
+    assert_eq!(body["message"]["content"], "Echo: 11 degrees celsius");
+    assert!(body["message"].get("tool_calls").is_none());
+}
+
+#[actix_rt::test]
+async fn vision_models_mention_images_and_others_ignore_them() {
+    let sim = start().await;
+    let messages =
+        json!([{"role": "user", "content": "What is this?", "images": ["iVBORw0KGgo=", "AAAA"]}]);
+    let seen = post(
+        &sim,
+        "/api/chat",
+        &json!({"model": "moondream", "messages": messages, "stream": false}),
+    )
+    .await;
+    assert_eq!(
+        seen.json()["message"]["content"],
+        "I see 2 image(s). Echo: What is this?"
+    );
+    let blind = post(
+        &sim,
+        "/api/chat",
+        &json!({"model": "llama3.2", "messages": messages, "stream": false}),
+    )
+    .await;
+    assert_eq!(blind.json()["message"]["content"], "Echo: What is this?");
+    let generated = post(
+        &sim,
+        "/api/generate",
+        &json!({"model": "moondream", "prompt": "Describe", "images": ["AAAA"], "stream": false}),
+    )
+    .await;
+    assert_eq!(
+        generated.json()["response"],
+        "I see 1 image(s). Echo: Describe"
+    );
+}
+
+#[actix_rt::test]
+async fn generate_streams_responses_and_ends_with_context() {
+    let sim = start().await;
+    let request = json!({"model": "llama3.2", "prompt": "Count from 1 to 5", "system": "Be brief"});
+    let response = post(&sim, "/api/generate", &request).await;
+    assert_eq!(response.content_type(), "application/x-ndjson");
+    let lines = response.lines();
+    let (last, tokens) = lines.split_last().unwrap();
+    let text: String = tokens
+        .iter()
+        .map(|l| l["response"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Echo: Count from 1 to 5");
+    assert!(
+        tokens
+            .iter()
+            .all(|l| l.get("context").is_none() && l["done"] == false)
+    );
+    assert_eq!(last["response"], "");
+    assert_eq!(last["done_reason"], "stop");
+    assert_eq!(last["prompt_eval_count"], 6 + 3);
+    assert_eq!(last["eval_count"], 6);
+    assert_eq!(last["context"].as_array().unwrap().len(), 9 + 6);
+
+    let whole = post(
+        &sim,
+        "/api/generate",
+        &json!({"model": "llama3.2", "prompt": "Hi", "stream": false, "raw": true}),
+    )
+    .await;
+    let body = whole.json();
+    assert_eq!(body["response"], "Echo: Hi");
+    assert!(body.get("context").is_none(), "raw mode has no context");
+    assert_eq!(whole.content_type(), "application/json; charset=utf-8");
+}
+
+#[actix_rt::test]
+async fn awc_reads_the_stream_line_by_line() {
+    let sim = start().await;
+    let client = awc::Client::default();
+    let mut response = client
+        .post(format!("{}/api/chat", sim.base_url()))
+        .send_json(&json!({"model": "llama3.2", "messages": user("a b")}))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/x-ndjson"
+    );
+    let mut buffer = Vec::new();
+    while let Some(chunk) = response.next().await {
+        buffer.extend_from_slice(&chunk.unwrap());
+    }
+    let lines: Vec<Value> = buffer
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| serde_json::from_slice(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[3]["done"], true);
+}
