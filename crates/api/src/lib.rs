@@ -45,6 +45,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod error;
+mod export;
 mod fetch;
 mod headers;
 mod health;
@@ -89,7 +90,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(admin::get_limits)
         .service(admin::put_limits)
         .service(admin::rotate_key)
-        .service(admin::all_usage_summary);
+        .service(admin::all_usage_summary)
+        .service(export::export_usage);
 }
 
 /// The OpenAPI document's fixed parts: info, tags and the two bearer schemes. Paths and

@@ -16,7 +16,7 @@ const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
 /// Filters of the usage endpoints.
-#[derive(Debug, Default, Deserialize, IntoParams)]
+#[derive(Debug, Default, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Only records at or after this time: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.

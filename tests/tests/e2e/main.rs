@@ -13,3 +13,4 @@ mod layering;
 mod ratelimit;
 mod streaming;
 mod surface;
+mod usage;
