@@ -1,0 +1,157 @@
+//! The real `proxy-server` binary: configuration from the environment, the admin CLI, serving,
+//! and a clean exit on SIGTERM.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failure is a failed test"
+)]
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn proxy(db: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_proxy-server"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_PATH", db)
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("ADMIN_API_KEY", "binary-test-admin-key")
+        .env("OLLAMA_BASE_URL", "http://127.0.0.1:9")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info");
+    command
+}
+
+fn get(address: &str, path: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn the_cli_manages_users_in_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("cli.db");
+    let created = proxy(&db)
+        .args(["users", "create", "ops", "--display-name", "Ops"])
+        .output()
+        .unwrap();
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let text = String::from_utf8_lossy(&created.stdout);
+    assert!(text.contains("api_key: sk-"), "{text}");
+
+    let limits = proxy(&db)
+        .args([
+            "users",
+            "set-limits",
+            "ops",
+            "--requests-per-minute",
+            "10",
+            "--total-token-limit",
+            "unlimited",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        limits.status.success(),
+        "{}",
+        String::from_utf8_lossy(&limits.stderr)
+    );
+    assert!(String::from_utf8_lossy(&limits.stdout).contains("requests/min 10"));
+
+    let listed = proxy(&db).args(["users", "list"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&listed.stdout).starts_with("ops\t"));
+    let rotated = proxy(&db)
+        .args(["users", "rotate-key", "ops"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&rotated.stdout).contains("api_key: sk-"));
+
+    let duplicate = proxy(&db)
+        .args(["users", "create", "ops"])
+        .output()
+        .unwrap();
+    assert!(!duplicate.status.success());
+    let bad = proxy(&db)
+        .args(["users", "set-limits", "ops", "--requests-per-minute", "-3"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+    let deleted = proxy(&db)
+        .args(["users", "delete", "ops"])
+        .output()
+        .unwrap();
+    assert!(deleted.status.success());
+    let none = proxy(&db).args(["users", "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "no users");
+}
+
+#[test]
+fn bad_configuration_exits_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = proxy(&dir.path().join("x.db"))
+        .env("PORT", "not-a-port")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("port"));
+}
+
+#[test]
+fn the_server_starts_serves_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = proxy(&dir.path().join("serve.db"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut address = None;
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        assert!(
+            !line.contains("binary-test-admin-key"),
+            "the admin key must never be logged"
+        );
+        if line.contains("aiproxy listening") {
+            let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+            address = entry["fields"]["address"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let address = address.expect("the server logs its address");
+    let root = get(&address, "/");
+    assert!(root.starts_with("HTTP/1.1 200"), "{root}");
+    let health = get(&address, "/health");
+    assert!(health.contains("\"ollama\":\"unreachable\""), "{health}");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(
+        exit.success(),
+        "SIGTERM should end the server with status 0, got {exit:?}"
+    );
+}
