@@ -1,1 +1,50 @@
-//! placeholder
+//! SQLite engine for the domain's storage traits: [`SqliteStore`] implements
+//! [`aiproxy_domain::Store`] over one database file.
+//!
+//! It keeps users, their hashed API keys, their limits and their usage; it knows nothing about
+//! HTTP, rate-limit arithmetic (that is `aiproxy-ratelimit`, which only reads usage events
+//! from here to rebuild its windows) or keys in clear (callers hash them with
+//! `aiproxy_domain::ApiKey::hash`). Methods block: call them from a blocking thread pool.
+//! Usage records are the exception on the write side: [`SqliteStore`] hands them to one
+//! writer thread that commits whatever has queued up in a single transaction, and the future
+//! `record_usage` returns resolves once that commit is done.
+//!
+//! ```
+//! use aiproxy_domain::{ApiKey, NewUser, RateLimits, UnixMillis, UserId, UserStore};
+//! use aiproxy_storage::{SqliteStore, StoreOptions};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(&dir.path().join("aiproxy.db"), StoreOptions::default())?;
+//!
+//! let key = ApiKey::generate();
+//! store.create_user(NewUser {
+//!     id: UserId::parse("alice")?,
+//!     display_name: Some("Alice".into()),
+//!     note: None,
+//!     key_hash: key.hash(),
+//!     key_prefix: key.prefix(),
+//!     key_expires_at: None,
+//!     allowed_models: None,
+//!     limits: RateLimits::default(),
+//!     created_at: UnixMillis::now(),
+//! })?;
+//!
+//! let found = store.find_user_by_key(&key.hash())?.expect("the key was just stored");
+//! assert_eq!(found.id.as_str(), "alice");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+mod connection;
+mod error;
+mod schema;
+mod sql;
+mod store;
+mod usage;
+mod users;
+mod writer;
+
+pub use error::StorageError;
+pub use schema::SCHEMA_VERSION;
+pub use store::{SqliteStore, StoreOptions};
+pub use writer::WriterStats;

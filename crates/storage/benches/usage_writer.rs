@@ -1,0 +1,345 @@
+//! How fast the usage writer commits, and how fast usage reads are on a big table.
+//!
+//! Run with `cargo bench -p aiproxy-storage --bench usage_writer`; `BENCH_QUICK=1` shortens
+//! every phase (1 s writer runs, 20 000 seeded rows instead of 1 000 000);
+//! `BENCH_ONLY=writer` or `BENCH_ONLY=queries` runs one half.
+//!
+//! Writers are async tasks on one driver thread, the way request handlers await
+//! `record_usage` on an executor; each task records, awaits the commit and starts over. The
+//! baseline is the same writer limited to one record per transaction.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark harness")]
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use aiproxy_domain::{
+    ApiKey, Endpoint, NewUser, RateLimits, UnixMillis, UsageFilter, UsageGrouping, UsageQuery,
+    UsageRecord, UsageStatus, UsageStore, UserId, UserStore,
+};
+use aiproxy_storage::{SqliteStore, StoreOptions};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+
+const USERS: usize = 100;
+const MODELS: [&str; 4] = ["llama3.2", "llama3.2:1b", "moondream", "nomic-embed-text"];
+const DAY_MS: i64 = 86_400_000;
+/// 2023-11-14T22:13:20Z.
+const T0: i64 = 1_700_000_000_000;
+
+fn main() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    let run_for = if quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    let seeded_rows = if quick { 20_000 } else { 1_000_000 };
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only != "queries" {
+        writer_table(run_for);
+    }
+    if only != "writer" {
+        seeded_queries(seeded_rows);
+    }
+}
+
+fn writer_table(run_for: Duration) {
+    println!(
+        "usage writer: {} s per run, synchronous=NORMAL, WAL",
+        run_for.as_secs()
+    );
+    println!(
+        "{:>8}  {:<26} {:>11} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "writers", "mode", "rows/s", "p50", "p99", "max", "rows/commit", "writer busy"
+    );
+    for writers in [1, 64, 512] {
+        let batched = writer_run(writers, 1024, run_for);
+        let single = writer_run(writers, 1, run_for);
+        for (mode, r) in [
+            ("batched (up to 1024)", &batched),
+            ("one row per transaction", &single),
+        ] {
+            println!(
+                "{writers:>8}  {mode:<26} {:>11.0} {:>10} {:>10} {:>10} {:>12.1} {:>11.0}%",
+                r.rows_per_second,
+                fmt(r.p50),
+                fmt(r.p99),
+                fmt(r.max),
+                r.rows_per_commit,
+                r.writer_busy * 100.0
+            );
+        }
+        println!(
+            "{writers:>8}  {:<26} {:>10.1}x",
+            "batched / baseline",
+            batched.rows_per_second / single.rows_per_second
+        );
+    }
+    println!();
+}
+
+/// A query to time, run again and again.
+type Query = Box<dyn Fn()>;
+
+struct WriterRun {
+    rows_per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    rows_per_commit: f64,
+    writer_busy: f64,
+}
+
+fn writer_run(writers: usize, max_batch_records: usize, run_for: Duration) -> WriterRun {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        &dir.path().join("bench.db"),
+        StoreOptions {
+            max_batch_records,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    create_users(&store);
+
+    let started = Instant::now();
+    let deadline = started + run_for;
+    let mut tasks: FuturesUnordered<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            async move {
+                let mut latencies = Vec::new();
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let record = usage_record(w % USERS, i, (w as i64) * 1_000_000 + i as i64);
+                    let sent = Instant::now();
+                    store.record_usage(record).await.unwrap();
+                    latencies.push(sent.elapsed());
+                    i += 1;
+                }
+                latencies
+            }
+        })
+        .collect();
+    let mut latencies = block_on(async {
+        let mut all = Vec::new();
+        while let Some(mut some) = tasks.next().await {
+            all.append(&mut some);
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    let stats = store.writer_stats();
+    assert_eq!(stats.records_committed, latencies.len() as u64);
+
+    latencies.sort_unstable();
+    WriterRun {
+        rows_per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+        rows_per_commit: stats.records_committed as f64 / stats.batches_committed.max(1) as f64,
+        writer_busy: stats.busy_time.as_secs_f64() / elapsed.as_secs_f64(),
+    }
+}
+
+fn seeded_queries(rows: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seeded.db");
+    // Big transactions for seeding: the writer takes up to 50 000 queued records at once.
+    let store = SqliteStore::open(
+        &path,
+        StoreOptions {
+            max_batch_records: 50_000,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    create_users(&store);
+
+    let started = Instant::now();
+    let chunk = 100_000;
+    for first in (0..rows).step_by(chunk) {
+        let pending: Vec<_> = (first..(first + chunk).min(rows))
+            .map(|i| {
+                // Spread over 30 days, round-robin over users and models.
+                let at = (i as i64) * (30 * DAY_MS) / rows as i64;
+                store.record_usage(usage_record(i % USERS, i as u64, at))
+            })
+            .collect();
+        for commit in pending {
+            block_on(commit).unwrap();
+        }
+    }
+    let seeding = started.elapsed();
+    let size_mb = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+    println!(
+        "seeded {rows} usage rows ({USERS} users, {} models, 30 days) in {:.1} s ({:.0} rows/s), file {size_mb:.0} MB",
+        MODELS.len(),
+        seeding.as_secs_f64(),
+        rows as f64 / seeding.as_secs_f64()
+    );
+
+    let user = Some(UserId::parse("user-7").unwrap());
+    let one_user = UsageFilter {
+        user_id: user.clone(),
+        ..UsageFilter::default()
+    };
+    let one_user_week_model = UsageFilter {
+        user_id: user,
+        model: Some(MODELS[3].to_owned()),
+        start: Some(UnixMillis(T0 + 10 * DAY_MS)),
+        end: Some(UnixMillis(T0 + 17 * DAY_MS)),
+    };
+    let page = |filter: &UsageFilter, offset| {
+        let filter = filter.clone();
+        let store = store.clone();
+        move || {
+            store
+                .usage_page(&UsageQuery {
+                    filter: filter.clone(),
+                    limit: 50,
+                    offset,
+                })
+                .unwrap();
+        }
+    };
+    let summary = |filter: &UsageFilter, grouping| {
+        let filter = filter.clone();
+        let store = store.clone();
+        move || {
+            store.usage_summary(&filter, grouping).unwrap();
+        }
+    };
+    let by_model_and_day = UsageGrouping {
+        by_model: true,
+        by_day: true,
+        ..Default::default()
+    };
+    let by_user = UsageGrouping {
+        by_user: true,
+        ..Default::default()
+    };
+    let rows_of_user = rows / USERS;
+    println!(
+        "{:<58} {:>10} {:>10}",
+        "query (one user has ~".to_owned() + &rows_of_user.to_string() + " rows)",
+        "median",
+        "max"
+    );
+    let cases: Vec<(&str, Query)> = vec![
+        (
+            "usage_page one user, newest 50 (+ totals)",
+            Box::new(page(&one_user, 0)),
+        ),
+        (
+            "usage_page one user, 50 at offset 1000 (+ totals)",
+            Box::new(page(&one_user, 1000)),
+        ),
+        (
+            "usage_page one user, one model, one week",
+            Box::new(page(&one_user_week_model, 0)),
+        ),
+        (
+            "usage_summary one user, by model and day",
+            Box::new(summary(&one_user, by_model_and_day)),
+        ),
+        (
+            "usage_summary one user, no grouping",
+            Box::new(summary(&one_user, UsageGrouping::default())),
+        ),
+        (
+            "usage_summary everyone, by user (full scan)",
+            Box::new(summary(&UsageFilter::default(), by_user)),
+        ),
+    ];
+    for (name, run) in cases {
+        let mut times: Vec<Duration> = (0..15)
+            .map(|_| {
+                let started = Instant::now();
+                run();
+                started.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        println!(
+            "{name:<58} {:>10} {:>10}",
+            fmt(percentile(&times, 0.5)),
+            fmt(*times.last().unwrap())
+        );
+    }
+}
+
+fn create_users(store: &SqliteStore) {
+    for u in 0..USERS {
+        let key = ApiKey::generate();
+        store
+            .create_user(NewUser {
+                id: UserId::parse(&format!("user-{u}")).unwrap(),
+                display_name: None,
+                note: None,
+                key_hash: key.hash(),
+                key_prefix: key.prefix(),
+                key_expires_at: None,
+                allowed_models: None,
+                limits: RateLimits::default(),
+                created_at: UnixMillis(T0),
+            })
+            .unwrap();
+    }
+}
+
+fn usage_record(user: usize, i: u64, offset_ms: i64) -> UsageRecord {
+    UsageRecord {
+        request_id: format!("req-{user}-{i}"),
+        user_id: UserId::parse(&format!("user-{user}")).unwrap(),
+        model: MODELS[(i as usize / USERS) % MODELS.len()].to_owned(),
+        endpoint: Endpoint::ChatCompletions,
+        prompt_tokens: 100 + i % 50,
+        completion_tokens: 200 + i % 70,
+        status: UsageStatus::Ok,
+        duration_ms: 800,
+        created_at: UnixMillis(T0 + offset_ms),
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[index]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{:.0} µs", d.as_secs_f64() * 1e6)
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Arc::new(ThreadWaker(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}

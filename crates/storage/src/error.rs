@@ -1,0 +1,184 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aiproxy_domain::StoreError;
+
+/// Why the SQLite store failed: while opening or migrating (returned by
+/// [`SqliteStore::open`](crate::SqliteStore::open)), or while serving a trait method (then it
+/// travels as the source of [`StoreError::Unavailable`], where callers may downcast to it).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The folder that should hold the database file could not be created.
+    #[error("cannot create the folder {path} for the database")]
+    CreateFolder {
+        /// The folder.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The database file could not be opened or configured.
+    #[error("cannot open the database {path}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// SQLite refused write-ahead logging (for example on some network file systems), without
+    /// which readers would block the usage writer.
+    #[error("the database {path} cannot use write-ahead logging (journal mode stays '{mode}')")]
+    NoWriteAheadLog {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        mode: String,
+    },
+    /// A migration step failed; the database is left at the version before that step.
+    #[error("migrating the database schema to version {version} failed")]
+    Migration {
+        /// The version the failed step would have reached.
+        version: u32,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer build of aiproxy; this build refuses to touch it
+    /// rather than misread it.
+    #[error(
+        "the database has schema version {found}, newer than version {supported} that this \
+         build knows; run a newer aiproxy or point this one at another database"
+    )]
+    SchemaTooNew {
+        /// The version recorded in the file.
+        found: u32,
+        /// The newest version this build can use.
+        supported: u32,
+    },
+    /// A store opened read-only found a schema that needs migrating, which only a read-write
+    /// open may do.
+    #[error(
+        "the database has schema version {found} but version {required} is needed, and a \
+         read-only store cannot migrate it; open it once read-write"
+    )]
+    SchemaTooOld {
+        /// The version recorded in the file.
+        found: u32,
+        /// The version this build needs.
+        required: u32,
+    },
+    /// The usage writer thread could not be started.
+    #[error("cannot start the usage writer thread")]
+    SpawnWriter(#[source] std::io::Error),
+    /// No pooled connection could be had in time (the pool is exhausted, or new connections
+    /// fail to open).
+    #[error("no database connection could be had from the pool")]
+    Pool(#[source] r2d2::Error),
+    /// A statement failed (locked, full, read-only or damaged database, …).
+    #[error("a database statement failed")]
+    Database(#[source] rusqlite::Error),
+    /// The transaction holding a batch of usage records failed; none of them was saved.
+    #[error("committing a batch of {rows} usage records failed; none of them was saved")]
+    UsageBatch {
+        /// How many records the batch held.
+        rows: usize,
+        /// What SQLite said (shared by every record of the batch).
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    /// The store was closed (or its writer thread stopped), so usage can no longer be written.
+    #[error("the usage writer has stopped; the store is closed")]
+    WriterStopped,
+}
+
+/// A failure the caller can do nothing about but retry later or report.
+pub(crate) fn unavailable(error: StorageError) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// Maps a SQLite failure inside a trait method: a uniqueness violation is a `Conflict` on the
+/// thing being written, everything else means the store cannot serve now.
+pub(crate) fn from_sqlite(error: rusqlite::Error, entity: &'static str, id: &str) -> StoreError {
+    if is_uniqueness_violation(&error) {
+        return StoreError::Conflict {
+            entity,
+            id: id.to_owned(),
+        };
+    }
+    unavailable(StorageError::Database(error))
+}
+
+/// Maps a SQLite failure where no uniqueness constraint can be involved (reads, deletes).
+pub(crate) fn db(error: rusqlite::Error) -> StoreError {
+    unavailable(StorageError::Database(error))
+}
+
+/// Maps a failure to check a connection out of the pool.
+pub(crate) fn pool(error: r2d2::Error) -> StoreError {
+    unavailable(StorageError::Pool(error))
+}
+
+pub(crate) fn not_found(entity: &'static str, id: &str) -> StoreError {
+    StoreError::NotFound {
+        entity,
+        id: id.to_owned(),
+    }
+}
+
+fn is_uniqueness_violation(error: &rusqlite::Error) -> bool {
+    match error.sqlite_error() {
+        Some(e) => {
+            e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite_failure(extended_code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(extended_code), None)
+    }
+
+    #[test]
+    fn uniqueness_violations_become_conflicts() {
+        let err = from_sqlite(
+            sqlite_failure(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE),
+            "api key",
+            "sk-abc",
+        );
+        assert!(
+            matches!(err, StoreError::Conflict { entity: "api key", ref id } if id == "sk-abc")
+        );
+        let err = from_sqlite(
+            sqlite_failure(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+            "user",
+            "alice",
+        );
+        assert!(matches!(err, StoreError::Conflict { entity: "user", .. }));
+    }
+
+    #[test]
+    fn other_failures_are_unavailable_and_keep_their_source() {
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+        ] {
+            let err = from_sqlite(sqlite_failure(code), "user", "alice");
+            let StoreError::Unavailable(source) = err else {
+                panic!("code {code} should be Unavailable, got {err:?}");
+            };
+            assert!(matches!(
+                source.downcast_ref::<StorageError>(),
+                Some(StorageError::Database(_))
+            ));
+        }
+    }
+}

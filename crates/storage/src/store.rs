@@ -1,0 +1,200 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aiproxy_domain::{Store, StoreError};
+use r2d2::PooledConnection;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use crate::connection::{self, ConnectionSettings};
+use crate::error::{db, pool, unavailable};
+use crate::writer::{UsageWriter, WriterStats};
+use crate::{StorageError, schema};
+
+/// How a [`SqliteStore`] is opened. Start from [`StoreOptions::default`] and change what you
+/// need.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Pooled connections for reads and for user changes (the usage writer has its own).
+    /// Default 8; 0 is taken as 1.
+    pub pool_size: u32,
+    /// How long a statement waits for another connection's write lock before failing with
+    /// `Unavailable`. Default 5 s.
+    pub busy_timeout: Duration,
+    /// How long a method waits for a free pooled connection before failing with
+    /// `Unavailable`. Default 3 s, so an exhausted pool is an error rather than a long hang;
+    /// zero is taken as 1 ms.
+    pub connection_timeout: Duration,
+    /// The most usage records the writer puts in one transaction. Default 1024; 0 is taken
+    /// as 1 (one record per transaction, which is only useful as a benchmark baseline).
+    pub max_batch_records: usize,
+    /// Open the file read-only: nothing is created or migrated (the schema must already be
+    /// current), and every write answers `Unavailable`. For reporting tools and tests.
+    /// Default `false`.
+    pub read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 8,
+            busy_timeout: Duration::from_secs(5),
+            connection_timeout: Duration::from_secs(3),
+            max_batch_records: 1024,
+            read_only: false,
+        }
+    }
+}
+
+/// The SQLite engine for [`Store`]: users, keys, limits and usage in one database file.
+///
+/// Cloning is cheap and every clone shares the same pool and usage writer. Methods block;
+/// call them from a blocking thread pool. When the last clone is dropped, usage records still
+/// queued are committed before the drop returns.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    writer: UsageWriter,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("writer", &self.inner.writer.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reports connections the pool fails to open through `tracing`, like the rest of the proxy.
+#[derive(Debug)]
+struct TracingErrorHandler;
+
+impl r2d2::HandleError<rusqlite::Error> for TracingErrorHandler {
+    fn handle_error(&self, error: rusqlite::Error) {
+        tracing::warn!(%error, "opening a pooled database connection failed");
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating the folder and file on first run) and migrates the database at `path`.
+    ///
+    /// Every connection uses write-ahead logging, `synchronous=NORMAL`, foreign keys and the
+    /// busy timeout. Migrations already applied are skipped; a database from a newer build is
+    /// refused with [`StorageError::SchemaTooNew`] and left as it is.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Self, StorageError> {
+        let settings = ConnectionSettings {
+            busy_timeout: options.busy_timeout,
+            read_only: options.read_only,
+        };
+        if !options.read_only
+            && let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|source| StorageError::CreateFolder {
+                path: folder.to_owned(),
+                source,
+            })?;
+        }
+        let open_error = |source| StorageError::Open {
+            path: path.to_owned(),
+            source,
+        };
+
+        // This first connection migrates, then becomes the usage writer's own connection.
+        let mut writer_conn =
+            Connection::open_with_flags(path, settings.open_flags()).map_err(open_error)?;
+        let journal_mode = connection::configure(&mut writer_conn, settings).map_err(open_error)?;
+        if !options.read_only && !journal_mode.eq_ignore_ascii_case("wal") {
+            return Err(StorageError::NoWriteAheadLog {
+                path: path.to_owned(),
+                mode: journal_mode,
+            });
+        }
+        writer_conn
+            .pragma_update(None, "cache_size", -connection::WRITER_CACHE_KIB)
+            .map_err(open_error)?;
+        if options.read_only {
+            schema::check_current(&writer_conn)?;
+        } else {
+            schema::migrate(&mut writer_conn)?;
+        }
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(settings.open_flags())
+            .with_init(move |conn| connection::configure(conn, settings).map(drop));
+        let pool = r2d2::Pool::builder()
+            .max_size(options.pool_size.max(1))
+            .connection_timeout(options.connection_timeout.max(Duration::from_millis(1)))
+            // The manager's validity check is an empty statement; skipping it saves a call.
+            .test_on_check_out(false)
+            .error_handler(Box::new(TracingErrorHandler))
+            .build(manager)
+            .map_err(StorageError::Pool)?;
+
+        let writer = UsageWriter::start(writer_conn, options.max_batch_records)?;
+        tracing::debug!(path = %path.display(), read_only = options.read_only, "opened the database");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool,
+                writer,
+            }),
+        })
+    }
+
+    /// The database file this store was opened on.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// What the usage writer has done so far (queue depth, batches, last commit latency).
+    /// Cheap: a handful of atomic loads.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.inner.writer.stats()
+    }
+
+    /// Stops the usage writer for every clone: commits every record already queued, then
+    /// joins its thread. Afterwards `record_usage` and `ping` answer `Unavailable`; the other
+    /// methods keep working, so requests still draining can read. Calling it twice is fine.
+    pub fn close(&self) {
+        self.inner.writer.stop();
+    }
+
+    pub(crate) fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.inner.pool.get().map_err(pool)
+    }
+
+    pub(crate) fn writer(&self) -> &UsageWriter {
+        &self.inner.writer
+    }
+}
+
+impl Store for SqliteStore {
+    /// Reads a table page, then takes the write lock and runs a write statement that matches
+    /// no row before rolling back: this fails on a read-only, locked or unopenable database
+    /// without changing anything. Also fails once the usage writer has stopped. It does not
+    /// detect a full disk (nothing is written).
+    fn ping(&self) -> Result<(), StoreError> {
+        if !self.inner.writer.is_running() {
+            return Err(unavailable(StorageError::WriterStopped));
+        }
+        let mut conn = self.conn()?;
+        conn.query_row("SELECT 1 FROM users LIMIT 1", [], |_| Ok(()))
+            .optional()
+            .map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        // On a read-only file SQLite quietly turns BEGIN IMMEDIATE into a read transaction;
+        // a write statement (matching no row, so nothing changes) is what fails there.
+        tx.execute("UPDATE users SET disabled = disabled WHERE 0", [])
+            .map_err(db)?;
+        tx.rollback().map_err(db)
+    }
+}

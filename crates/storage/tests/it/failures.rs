@@ -1,0 +1,124 @@
+use std::time::Duration;
+
+use aiproxy_domain::{
+    RateLimits, Store, UnixMillis, UsageFilter, UsageQuery, UsageStore, UserPatch, UserStore,
+};
+use aiproxy_storage::{StorageError, StoreOptions};
+
+use crate::support::{T0, TestDb, block_on, new_user, record, record_all, uid, unavailable_cause};
+
+fn sqlite_code(cause: &StorageError) -> Option<rusqlite::ErrorCode> {
+    match cause {
+        StorageError::Database(e) => e.sqlite_error_code(),
+        StorageError::UsageBatch { source, .. } => source.sqlite_error_code(),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_read_only_database_serves_reads_and_answers_every_write_with_unavailable() {
+    let db = TestDb::new();
+    {
+        let store = db.open();
+        store.create_user(new_user("alice").0).unwrap();
+        record_all(&store, [record("alice", "m", T0, 1, 1)]);
+    }
+    let store = db
+        .open_with(StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        })
+        .unwrap();
+
+    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+    let page = store
+        .usage_page(&UsageQuery {
+            filter: UsageFilter::default(),
+            limit: 10,
+            offset: 0,
+        })
+        .unwrap();
+    assert_eq!(page.records.len(), 1);
+
+    let read_only = Some(rusqlite::ErrorCode::ReadOnly);
+    let cause = unavailable_cause(store.create_user(new_user("bob").0));
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+    let cause = unavailable_cause(store.set_limits(&uid("alice"), &RateLimits::unlimited()));
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+    let cause = unavailable_cause(store.update_user(&uid("alice"), &UserPatch::default()));
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+    let cause = unavailable_cause(store.delete_usage_before(UnixMillis(i64::MAX)));
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+    let cause = unavailable_cause(block_on(store.record_usage(record("alice", "m", T0, 1, 1))));
+    assert!(
+        matches!(cause, StorageError::UsageBatch { rows: 1, .. }),
+        "{cause:?}"
+    );
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+    let cause = unavailable_cause(store.ping());
+    assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
+
+    // Nothing changed underneath.
+    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 2)]);
+    assert_eq!(store.writer_stats().batches_failed, 1);
+}
+
+#[test]
+fn a_locked_database_makes_writes_unavailable_until_the_lock_is_released() {
+    let db = TestDb::new();
+    let store = db
+        .open_with(StoreOptions {
+            busy_timeout: Duration::from_millis(50),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    store.create_user(new_user("alice").0).unwrap();
+
+    let locker = db.raw();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+    let busy = Some(rusqlite::ErrorCode::DatabaseBusy);
+    let cause = unavailable_cause(store.create_user(new_user("bob").0));
+    assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
+    let cause = unavailable_cause(block_on(store.record_usage(record("alice", "m", T0, 1, 1))));
+    assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
+    let cause = unavailable_cause(store.ping());
+    assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
+    // WAL readers are not blocked by a writer.
+    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+
+    locker.execute_batch("COMMIT").unwrap();
+    store.ping().unwrap();
+    store.create_user(new_user("bob").0).unwrap();
+    block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
+    assert_eq!(
+        store.lifetime_tokens().unwrap(),
+        [(uid("alice"), 2), (uid("bob"), 0)]
+    );
+}
+
+#[test]
+fn an_exhausted_pool_is_an_unavailable_error_not_a_hang() {
+    let db = TestDb::new();
+    let store = db
+        .open_with(StoreOptions {
+            pool_size: 1,
+            connection_timeout: Duration::from_millis(100),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    store.create_user(new_user("alice").0).unwrap();
+    record_all(&store, [record("alice", "m", T0, 1, 1)]);
+
+    let mut inner = None;
+    // The export holds the only pooled connection while the sink runs.
+    store
+        .for_each_usage(&UsageFilter::default(), &mut |_| {
+            inner = Some(store.get_user(&uid("alice")));
+            false
+        })
+        .unwrap();
+    let cause = unavailable_cause(inner.unwrap());
+    assert!(matches!(cause, StorageError::Pool(_)), "{cause:?}");
+    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+}
