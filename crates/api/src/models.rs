@@ -6,7 +6,9 @@ use aiproxy_ollama::{ModelInfo, OllamaClient};
 
 use crate::auth::AuthedUser;
 use crate::error::{ApiError, ErrorResponse};
+use crate::headers::current_limit_headers;
 use crate::openai::{Model, ModelList};
+use crate::state::AppState;
 
 /// Lists the models Ollama has that this user may call.
 #[utoipa::path(
@@ -21,6 +23,7 @@ use crate::openai::{Model, ModelList};
 #[get("/v1/models")]
 pub async fn list_models(
     user: AuthedUser,
+    state: web::Data<AppState>,
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
     let tags = client.tags().await?;
@@ -30,7 +33,11 @@ pub async fn list_models(
         .filter(|m| user.0.may_use_model(model_id(m)))
         .map(to_openai)
         .collect();
-    Ok(HttpResponse::Ok().json(ModelList {
+    let mut response = HttpResponse::Ok();
+    for header in current_limit_headers(&state, &user.0) {
+        response.insert_header(header);
+    }
+    Ok(response.json(ModelList {
         object: "list",
         data,
     }))
@@ -51,6 +58,7 @@ pub async fn list_models(
 pub async fn get_model(
     user: AuthedUser,
     path: web::Path<String>,
+    state: web::Data<AppState>,
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
     let wanted = path.into_inner();
@@ -71,7 +79,11 @@ pub async fn get_model(
         .iter()
         .find(|m| model_id(m) == with_tag || model_id(m) == wanted)
         .ok_or_else(not_found)?;
-    Ok(HttpResponse::Ok().json(to_openai(found)))
+    let mut response = HttpResponse::Ok();
+    for header in current_limit_headers(&state, &user.0) {
+        response.insert_header(header);
+    }
+    Ok(response.json(to_openai(found)))
 }
 
 fn model_id(info: &ModelInfo) -> &str {

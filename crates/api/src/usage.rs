@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AuthedUser;
 use crate::error::{ApiError, ErrorResponse};
+use crate::headers::current_limit_headers;
 use crate::state::AppState;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -183,7 +184,11 @@ pub async fn my_usage(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let report = usage_report(&state, user.0.id.clone(), &params).await?;
-    Ok(HttpResponse::Ok().json(report))
+    let mut response = HttpResponse::Ok();
+    for header in current_limit_headers(&state, &user.0) {
+        response.insert_header(header);
+    }
+    Ok(response.json(report))
 }
 
 /// The caller's usage per model (and per day with `group_by=day`).
@@ -204,7 +209,11 @@ pub async fn my_usage_summary(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let summary = usage_summary(&state, Some(user.0.id.clone()), &params, false).await?;
-    Ok(HttpResponse::Ok().json(summary))
+    let mut response = HttpResponse::Ok();
+    for header in current_limit_headers(&state, &user.0) {
+        response.insert_header(header);
+    }
+    Ok(response.json(summary))
 }
 
 /// A usage report for one user: used by `/v1/usage` and the admin API alike.

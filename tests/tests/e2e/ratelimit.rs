@@ -174,3 +174,52 @@ async fn concurrency_cap_refuses_while_requests_are_in_flight() {
         200
     );
 }
+
+#[actix_web::test]
+async fn every_user_response_carries_the_rate_limit_headers() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("hdr").await;
+    for path in ["/v1/models", "/v1/usage", "/v1/usage/summary"] {
+        let reply = app.get(path, Some(&key)).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(
+            reply.header("x-ratelimit-limit-requests"),
+            Some("60"),
+            "{path}"
+        );
+        assert!(
+            reply.header("x-ratelimit-remaining-tokens").is_some(),
+            "{path}"
+        );
+        assert!(reply.header("x-ratelimit-reset-tokens").is_some(), "{path}");
+    }
+    let emb = app
+        .post(
+            "/v1/embeddings",
+            Some(&key),
+            &json!({"model": "nomic-embed-text", "input": "x"}),
+        )
+        .await;
+    assert_eq!(emb.header("x-ratelimit-remaining-requests"), Some("59"));
+}
+
+#[actix_web::test]
+async fn a_used_up_token_window_refuses_with_type_tokens() {
+    let app = TestApp::spawn().await;
+    let key = user_with_limits(&app, "tpd", json!({"tokens_per_day": 5})).await;
+    assert_eq!(
+        app.chat(&key, &chat_body("llama3.2", "a b c d e f"))
+            .await
+            .status,
+        200
+    );
+    let refused = app.chat(&key, &chat_body("llama3.2", "x")).await;
+    let error = refused.expect_error(429);
+    assert_eq!(error["type"], "tokens");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens_per_day")
+    );
+}
