@@ -28,7 +28,7 @@ pub(crate) struct Accounting {
 }
 
 impl Accounting {
-    pub(crate) fn new(
+    fn new(
         state: actix_web::web::Data<AppState>,
         reservation: Reservation,
         user_id: UserId,
@@ -106,4 +106,71 @@ impl Drop for Accounting {
             });
         }
     }
+}
+
+/// A request that passed admission: its bill, its completion budget, and the response head
+/// with the request id and the `x-ratelimit-*` headers already set.
+pub(crate) struct Admitted {
+    pub(crate) accounting: Accounting,
+    pub(crate) budget: Option<u64>,
+    pub(crate) response: actix_web::HttpResponseBuilder,
+    pub(crate) request_id: String,
+    pub(crate) created_at: UnixMillis,
+}
+
+/// Refuses a model outside the user's list with a 403 that names it.
+pub(crate) fn ensure_model_allowed(
+    user: &aiproxy_domain::User,
+    model: &str,
+) -> Result<(), crate::error::ApiError> {
+    if user.may_use_model(model) {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::Forbidden {
+        message: format!("You are not allowed to use the model `{model}`."),
+        code: "model_not_allowed",
+    })
+}
+
+/// Admits a request against the user's limits (429 otherwise) and opens its bill.
+pub(crate) fn admit(
+    state: &actix_web::web::Data<AppState>,
+    user: &aiproxy_domain::User,
+    model: &str,
+    endpoint: Endpoint,
+    requested_completion_tokens: Option<u64>,
+) -> Result<Admitted, crate::error::ApiError> {
+    let created_at = UnixMillis::now();
+    let reservation = state
+        .limiter
+        .admit(
+            &user.id,
+            &user.limits,
+            requested_completion_tokens,
+            created_at,
+        )
+        .map_err(crate::error::ApiError::RateLimited)?;
+    let budget = reservation.completion_budget();
+    let request_id = crate::state::next_request_id();
+    let mut response = actix_web::HttpResponse::Ok();
+    response.insert_header(("x-request-id", request_id.as_str()));
+    for header in crate::headers::rate_limit_headers(reservation.status()) {
+        response.insert_header(header);
+    }
+    let accounting = Accounting::new(
+        state.clone(),
+        reservation,
+        user.id.clone(),
+        model.to_owned(),
+        endpoint,
+        request_id.clone(),
+        created_at,
+    );
+    Ok(Admitted {
+        accounting,
+        budget,
+        response,
+        request_id,
+        created_at,
+    })
 }

@@ -5,21 +5,20 @@ use std::pin::Pin;
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use aiproxy_domain::{Endpoint, UnixMillis, UsageStatus};
+use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient, OllamaError};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::accounting::Accounting;
+use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::{ApiError, ErrorResponse};
-use crate::headers::rate_limit_headers;
 use crate::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
 };
-use crate::state::{AppState, next_request_id};
+use crate::state::AppState;
 use crate::translate::{
     chat_request_to_ollama, finish_reason, requested_completion_tokens, tool_calls_to_openai,
 };
@@ -57,24 +56,20 @@ pub async fn chat_completions(
     let request: ChatCompletionRequest =
         read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
     let user = user.0;
-    if !user.may_use_model(&request.model) {
-        return Err(ApiError::Forbidden {
-            message: format!("You are not allowed to use the model `{}`.", request.model),
-            code: "model_not_allowed",
-        });
-    }
+    ensure_model_allowed(&user, &request.model)?;
     let streaming = request.stream.unwrap_or(false);
     let requested = requested_completion_tokens(&request);
     let model = request.model.clone();
     let mut translated = chat_request_to_ollama(request, requested)?;
 
-    let created_at = UnixMillis::now();
-    let reservation = state
-        .limiter
-        .admit(&user.id, &user.limits, requested, created_at)
-        .map_err(ApiError::RateLimited)?;
-    let limit_headers = rate_limit_headers(reservation.status());
-    if let Some(budget) = reservation.completion_budget() {
+    let Admitted {
+        accounting,
+        budget,
+        mut response,
+        request_id,
+        created_at,
+    } = admit(&state, &user, &model, Endpoint::ChatCompletions, requested)?;
+    if let Some(budget) = budget {
         translated
             .request
             .options
@@ -82,27 +77,15 @@ pub async fn chat_completions(
             .insert("num_predict".into(), budget.into());
     }
     // Fetched after admission so a user over a limit cannot make the proxy fetch anything; a
-    // refused image drops the reservation unsettled (the request still counts, no usage row).
-    if !translated.pending_images.is_empty() {
-        crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await?;
+    // refused image leaves no usage row (the request still counts against its windows).
+    if !translated.pending_images.is_empty()
+        && let Err(err) =
+            crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await
+    {
+        accounting.cancel();
+        return Err(err);
     }
-    let request_id = next_request_id();
-    let accounting = Accounting::new(
-        state.clone(),
-        reservation,
-        user.id.clone(),
-        model.clone(),
-        Endpoint::ChatCompletions,
-        request_id.clone(),
-        created_at,
-    );
-
     let completion_id = format!("chatcmpl-{request_id}");
-    let mut response = HttpResponse::Ok();
-    response.insert_header(("x-request-id", request_id.as_str()));
-    for header in limit_headers {
-        response.insert_header(header);
-    }
 
     if streaming {
         let upstream = match client.chat_stream(&translated.request).await {

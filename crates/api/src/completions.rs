@@ -5,7 +5,7 @@ use std::pin::Pin;
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use aiproxy_domain::{Endpoint, UnixMillis, UsageStatus};
+use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{GenerateRequest, GenerateStream, OllamaClient};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -13,14 +13,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::accounting::Accounting;
+use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::chat::fail_before_answer;
 use crate::error::{ApiError, ErrorResponse};
-use crate::headers::rate_limit_headers;
 use crate::openai::{StopSequences, StreamOptions, Usage};
-use crate::state::{AppState, next_request_id};
+use crate::state::AppState;
 use crate::translate::finish_reason;
 
 /// `POST /v1/completions` request.
@@ -131,12 +130,7 @@ pub async fn completions(
     let request: CompletionRequest =
         read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
     let user = user.0;
-    if !user.may_use_model(&request.model) {
-        return Err(ApiError::Forbidden {
-            message: format!("You are not allowed to use the model `{}`.", request.model),
-            code: "model_not_allowed",
-        });
-    }
+    ensure_model_allowed(&user, &request.model)?;
     let prompt = match &request.prompt {
         Value::String(text) => text.clone(),
         Value::Array(items) if items.len() == 1 && items[0].is_string() => {
@@ -182,25 +176,22 @@ pub async fn completions(
         None => {}
     }
 
-    let created_at = UnixMillis::now();
-    let reservation = state
-        .limiter
-        .admit(&user.id, &user.limits, request.max_tokens, created_at)
-        .map_err(ApiError::RateLimited)?;
-    if let Some(budget) = reservation.completion_budget() {
+    let Admitted {
+        accounting,
+        budget,
+        mut response,
+        request_id,
+        created_at,
+    } = admit(
+        &state,
+        &user,
+        &request.model,
+        Endpoint::Completions,
+        request.max_tokens,
+    )?;
+    if let Some(budget) = budget {
         options.insert("num_predict".into(), Value::from(budget));
     }
-    let limit_headers = rate_limit_headers(reservation.status());
-    let request_id = next_request_id();
-    let accounting = Accounting::new(
-        state.clone(),
-        reservation,
-        user.id.clone(),
-        request.model.clone(),
-        Endpoint::Completions,
-        request_id.clone(),
-        created_at,
-    );
     let upstream = GenerateRequest {
         model: request.model.clone(),
         prompt,
@@ -209,11 +200,6 @@ pub async fn completions(
         ..GenerateRequest::default()
     };
     let id = format!("cmpl-{request_id}");
-    let mut response = HttpResponse::Ok();
-    response.insert_header(("x-request-id", request_id.as_str()));
-    for header in limit_headers {
-        response.insert_header(header);
-    }
 
     if request.stream.unwrap_or(false) {
         let stream = match client.generate_stream(&upstream).await {

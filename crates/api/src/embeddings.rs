@@ -1,20 +1,19 @@
 //! `POST /v1/embeddings` → Ollama's `/api/embed`.
 
 use actix_web::{HttpRequest, HttpResponse, post, web};
-use aiproxy_domain::{Endpoint, UnixMillis, UsageStatus};
+use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{EmbedRequest, OllamaClient};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::accounting::Accounting;
+use crate::accounting::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::{ApiError, ErrorResponse};
-use crate::headers::rate_limit_headers;
 use crate::openai::Usage;
-use crate::state::{AppState, next_request_id};
+use crate::state::AppState;
 
 /// `POST /v1/embeddings` request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,12 +91,7 @@ pub async fn embeddings(
     let request: EmbeddingRequest =
         read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
     let user = user.0;
-    if !user.may_use_model(&request.model) {
-        return Err(ApiError::Forbidden {
-            message: format!("You are not allowed to use the model `{}`.", request.model),
-            code: "model_not_allowed",
-        });
-    }
+    ensure_model_allowed(&user, &request.model)?;
     let input = match request.input {
         Value::String(text) => Value::from(vec![text]),
         Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_string) => {
@@ -127,22 +121,11 @@ pub async fn embeddings(
         }
     };
 
-    let created_at = UnixMillis::now();
-    let reservation = state
-        .limiter
-        .admit(&user.id, &user.limits, Some(0), created_at)
-        .map_err(ApiError::RateLimited)?;
-    let limit_headers = rate_limit_headers(reservation.status());
-    let request_id = next_request_id();
-    let accounting = Accounting::new(
-        state.clone(),
-        reservation,
-        user.id.clone(),
-        request.model.clone(),
-        Endpoint::Embeddings,
-        request_id.clone(),
-        created_at,
-    );
+    let Admitted {
+        accounting,
+        mut response,
+        ..
+    } = admit(&state, &user, &request.model, Endpoint::Embeddings, Some(0))?;
     let upstream = EmbedRequest {
         model: request.model.clone(),
         input,
@@ -176,11 +159,6 @@ pub async fn embeddings(
         })
         .collect();
     let usage = Usage::new(prompt_tokens, 0);
-    let mut response = HttpResponse::Ok();
-    response.insert_header(("x-request-id", request_id.as_str()));
-    for header in limit_headers {
-        response.insert_header(header);
-    }
     Ok(response.json(EmbeddingList {
         object: "list",
         data,
