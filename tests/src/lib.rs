@@ -272,7 +272,7 @@ impl TestApp {
         reply.json
     }
 
-    /// Polls `check` until it returns true or five seconds pass.
+    /// Polls `check` until it returns true or ten seconds pass.
     pub async fn eventually(&self, what: &str, mut check: impl AsyncFnMut() -> bool) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while std::time::Instant::now() < deadline {
