@@ -558,28 +558,14 @@ pub async fn put_limits(
     let id = path_user_id(&path)?;
     let update: LimitsUpdate = read_json(payload, content_length(&req), 64 * 1024).await?;
     let patch = LimitsPatch::from(&update);
+    let id_for_read = id.clone();
+    let user = blocking(&state, move |store| store.get_user(&id_for_read)).await?;
+    let limits = patch.apply(user.limits)?;
     let id_for_store = id.clone();
-    let limits = blocking(&state, move |store| {
-        let user = store.get_user(&id_for_store)?;
-        let next = patch
-            .apply(user.limits)
-            .map_err(|e| aiproxy_domain::StoreError::Unavailable(Box::new(e)))?;
-        store.set_limits(&id_for_store, &next)?;
-        Ok(next)
+    blocking(&state, move |store| {
+        store.set_limits(&id_for_store, &limits)
     })
-    .await;
-    // A validation failure travels through the store closure; bring it back as a 400.
-    let limits = match limits {
-        Err(ApiError::Storage(aiproxy_domain::StoreError::Unavailable(err)))
-            if err.is::<aiproxy_domain::ValidationError>() =>
-        {
-            let validation = err
-                .downcast::<aiproxy_domain::ValidationError>()
-                .map_err(|_| ApiError::Internal("validation error lost its type".into()))?;
-            return Err((*validation).into());
-        }
-        other => other?,
-    };
+    .await?;
     state.keys.invalidate(&id);
     Ok(HttpResponse::Ok().json(limits))
 }
