@@ -149,3 +149,104 @@ async fn usage_survives_a_restart() {
         200
     );
 }
+
+fn tool_body() -> serde_json::Value {
+    json!({
+        "model": "llama3.2",
+        "messages": [{"role": "user", "content": "weather in Oslo"}],
+        "tools": [{"type": "function", "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        }}]
+    })
+}
+
+#[actix_web::test]
+async fn tool_calls_come_back_in_openai_shape() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("tools").await;
+    let reply = app.chat(&key, &tool_body()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let choice = &reply.json["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert!(choice["message"]["content"].is_null());
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_weather");
+    let arguments: serde_json::Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(
+        arguments["city"].is_string(),
+        "arguments are a JSON string of an object"
+    );
+    let id = call["id"].as_str().unwrap().to_owned();
+
+    // The follow-up with the tool's result reaches Ollama with the tool's name.
+    let mut follow = tool_body();
+    follow["messages"] = json!([
+        {"role": "user", "content": "weather in Oslo"},
+        {"role": "assistant", "content": null, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": id, "content": "cold"}
+    ]);
+    let answer = app.chat(&key, &follow).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    let sent = app.sim.control().last_request(SimEndpoint::Chat).unwrap();
+    assert_eq!(sent["messages"][2]["tool_name"], "get_weather");
+    assert!(
+        answer.json["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("cold")
+    );
+}
+
+#[actix_web::test]
+async fn streamed_tool_calls_carry_an_index_and_finish_with_tool_calls() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("stools").await;
+    let reply = app.chat_stream(&key, &tool_body()).await;
+    let events = aiproxy_e2e::sse_events(&reply.text);
+    let call_chunk = events
+        .iter()
+        .find(|e| e["choices"][0]["delta"].get("tool_calls").is_some())
+        .expect("a chunk with the tool call");
+    let call = &call_chunk["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(call["index"], 0);
+    assert_eq!(call["function"]["name"], "get_weather");
+    let finish = &events[events.len() - 2];
+    assert_eq!(finish["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[actix_web::test]
+async fn response_format_and_extension_options_reach_ollama() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("fmt").await;
+    let mut body = chat_body("llama3.2", "give json");
+    body["response_format"] = json!({"type": "json_object"});
+    body["stop"] = json!(["END"]);
+    body["seed"] = json!(3);
+    body["ollama"] = json!({"options": {"num_ctx": 4096, "top_k": 5}, "keep_alive": "1m"});
+    let reply = app.chat(&key, &body).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    let content = reply.json["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(content).is_ok(),
+        "{content}"
+    );
+    let sent = app.sim.control().last_request(SimEndpoint::Chat).unwrap();
+    assert_eq!(sent["format"], "json");
+    assert_eq!(sent["options"]["num_ctx"], 4096);
+    assert_eq!(sent["options"]["top_k"], 5);
+    assert_eq!(sent["options"]["stop"], json!(["END"]));
+    assert_eq!(sent["options"]["seed"], 3);
+    assert_eq!(sent["keep_alive"], "1m");
+    let n = app
+        .chat(
+            &key,
+            &json!({"model": "llama3.2", "n": 3, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(n.expect_error(400)["param"], "n");
+}

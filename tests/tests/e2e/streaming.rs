@@ -176,3 +176,86 @@ async fn errors_before_the_stream_keep_their_status() {
     busy.expect_error(503);
     assert!(busy.header("retry-after").is_some());
 }
+
+#[actix_web::test]
+async fn ollama_that_never_answers_is_a_504() {
+    let app = TestApp::spawn_with(|s| s.ollama_response_timeout_secs = 1).await;
+    let key = app.create_user("slow").await;
+    app.sim.control().set_hang(true);
+    let reply = app.chat(&key, &chat_body("llama3.2", "hi")).await;
+    assert_eq!(reply.expect_error(504)["code"], "upstream_timeout");
+    let streamed = app.chat_stream(&key, &chat_body("llama3.2", "hi")).await;
+    streamed.expect_error(504);
+    app.sim.control().set_hang(false);
+    assert_eq!(
+        app.chat(&key, &chat_body("llama3.2", "hi")).await.status,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn a_stream_that_stalls_ends_with_a_timeout_event_and_an_error_row() {
+    let app = TestApp::spawn_with(|s| s.ollama_idle_timeout_secs = 1).await;
+    let key = app.create_user("stall").await;
+    app.sim.control().set_stall_after_tokens(Some(2));
+    let reply = app
+        .chat_stream(&key, &chat_body("llama3.2", "one two three four"))
+        .await;
+    assert_eq!(reply.status, 200);
+    let events = sse_events(&reply.text);
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{}", reply.text);
+    let usage = app.usage_of("stall").await;
+    assert_eq!(usage["records"][0]["status"], "error");
+    assert!(usage["records"][0]["completion_tokens"].as_u64().unwrap() >= 1);
+}
+
+#[actix_web::test]
+async fn a_stream_cut_by_ollama_ends_with_an_error_event() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("cut").await;
+    app.sim.control().set_close_after_tokens(Some(2));
+    let reply = app
+        .chat_stream(&key, &chat_body("llama3.2", "one two three four"))
+        .await;
+    let events = sse_events(&reply.text);
+    assert_eq!(
+        events.last().unwrap()["error"]["code"],
+        "upstream_interrupted",
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("[DONE]"));
+    app.sim.control().clear_faults();
+    assert_eq!(
+        app.chat(&key, &chat_body("llama3.2", "hi")).await.status,
+        200
+    );
+}
+
+#[actix_web::test]
+async fn ollama_errors_pass_through_with_their_message() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("err").await;
+    app.sim.control().fail_with(500, "model runner crashed");
+    let reply = app.chat(&key, &chat_body("llama3.2", "hi")).await;
+    let error = reply.expect_error(500);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("model runner crashed")
+    );
+    app.sim.control().clear_faults();
+    // Tools on a model without tool support: Ollama's 400 comes through as a 400.
+    let mut body = chat_body("moondream", "hi");
+    body["tools"] =
+        json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
+    let refused = app.chat(&key, &body).await;
+    assert!(
+        refused.expect_error(400)["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not support tools")
+    );
+}
