@@ -98,6 +98,9 @@ impl Application {
                 .configure(aiproxy_api::configure)
                 .split_for_parts();
             app.wrap(aiproxy_api::error_shape())
+                .wrap(actix_web::middleware::from_fn(
+                    aiproxy_api::assign_request_id,
+                ))
                 .service(web::redirect("/docs", "/docs/"))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi))
                 .default_service(web::to(aiproxy_api::not_found))

@@ -134,6 +134,7 @@ pub(crate) fn ensure_model_allowed(
 
 /// Admits a request against the user's limits (429 otherwise) and opens its bill.
 pub(crate) fn admit(
+    req: &actix_web::HttpRequest,
     state: &actix_web::web::Data<AppState>,
     user: &aiproxy_domain::User,
     model: &str,
@@ -151,9 +152,8 @@ pub(crate) fn admit(
         )
         .map_err(crate::error::ApiError::RateLimited)?;
     let budget = reservation.completion_budget();
-    let request_id = crate::state::next_request_id();
+    let request_id = crate::request_id::request_id(req);
     let mut response = actix_web::HttpResponse::Ok();
-    response.insert_header(("x-request-id", request_id.as_str()));
     for header in crate::headers::rate_limit_headers(reservation.status()) {
         response.insert_header(header);
     }

@@ -68,7 +68,14 @@ pub async fn chat_completions(
         mut response,
         request_id,
         created_at,
-    } = admit(&state, &user, &model, Endpoint::ChatCompletions, requested)?;
+    } = admit(
+        &req,
+        &state,
+        &user,
+        &model,
+        Endpoint::ChatCompletions,
+        requested,
+    )?;
     if let Some(budget) = budget {
         translated
             .request

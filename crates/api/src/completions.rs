@@ -183,6 +183,7 @@ pub async fn completions(
         request_id,
         created_at,
     } = admit(
+        &req,
         &state,
         &user,
         &request.model,

@@ -125,7 +125,14 @@ pub async fn embeddings(
         accounting,
         mut response,
         ..
-    } = admit(&state, &user, &request.model, Endpoint::Embeddings, Some(0))?;
+    } = admit(
+        &req,
+        &state,
+        &user,
+        &request.model,
+        Endpoint::Embeddings,
+        Some(0),
+    )?;
     let upstream = EmbedRequest {
         model: request.model.clone(),
         input,

@@ -52,6 +52,7 @@ mod health;
 pub mod images;
 mod models;
 pub mod openai;
+mod request_id;
 mod state;
 pub mod translate;
 mod usage;
@@ -63,6 +64,7 @@ use utoipa::{Modify, OpenApi};
 pub use auth::{Admin, AuthedUser};
 pub use error::{ApiError, ErrorBody, ErrorResponse};
 pub use images::ImageFetchSettings;
+pub use request_id::assign_request_id;
 pub use state::{ApiSettings, AppState, KeyCache};
 
 /// Registers every route (and its OpenAPI entry) on a utoipa-aware service config.

@@ -95,3 +95,38 @@ async fn unknown_routes_and_methods_answer_in_openai_shape() {
         .await
         .expect_error(405);
 }
+
+#[actix_web::test]
+async fn every_response_has_a_request_id_and_a_clients_own_is_kept() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("rid").await;
+    for reply in [
+        app.get("/", None).await,
+        app.get("/v1/models", None).await,
+        app.get("/admin/users", Some(aiproxy_e2e::ADMIN_KEY)).await,
+        app.get("/nowhere", None).await,
+    ] {
+        assert!(reply.header("x-request-id").is_some_and(|id| id.len() >= 8), "{:?}", reply.headers);
+    }
+    let body = aiproxy_e2e::chat_body("llama3.2", "hi");
+    let traced = app
+        .send(
+            app.request(actix_web::http::Method::POST, "/v1/chat/completions", Some(&key))
+                .insert_header(("x-request-id", "client-trace-42")),
+            Some(body.to_string().as_bytes()),
+        )
+        .await;
+    assert_eq!(traced.status, 200);
+    assert_eq!(traced.header("x-request-id"), Some("client-trace-42"));
+    let usage = app.usage_of("rid").await;
+    assert_eq!(usage["records"][0]["request_id"], "client-trace-42");
+    // An id that is not safe to echo is replaced.
+    let odd = app
+        .send(
+            app.request(actix_web::http::Method::GET, "/", None)
+                .insert_header(("x-request-id", "bad id with spaces")),
+            None,
+        )
+        .await;
+    assert_ne!(odd.header("x-request-id"), Some("bad id with spaces"));
+}
