@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! proxy-server users create NAME [--display-name TEXT] [--note TEXT] [--allowed-models a,b]
+//!     [--api-key KEY] [--unlimited]
 //! proxy-server users list
 //! proxy-server users show NAME
 //! proxy-server users rotate-key NAME
@@ -27,6 +28,7 @@ use crate::Settings;
 const USAGE: &str =
     "usage: proxy-server users <create|list|show|rotate-key|delete|set-limits> [NAME] [options]
   create NAME [--display-name TEXT] [--note TEXT] [--allowed-models a,b]
+         [--api-key KEY (import an existing key)] [--unlimited (no limits at all)]
   list
   show NAME
   rotate-key NAME
@@ -125,7 +127,7 @@ fn options(rest: &[String]) -> Result<Vec<(&str, &str)>, CliError> {
 
 fn create(store: &SqliteStore, rest: &[String]) -> Result<String, CliError> {
     let id = user_id(rest)?;
-    let key = ApiKey::generate();
+    let mut key = ApiKey::generate();
     let mut new = NewUser {
         id,
         display_name: None,
@@ -137,12 +139,27 @@ fn create(store: &SqliteStore, rest: &[String]) -> Result<String, CliError> {
         limits: RateLimits::default(),
         created_at: UnixMillis::now(),
     };
-    for (name, value) in options(rest)? {
+    // `--unlimited` is a flag without a value; take it out before pairing the options.
+    let unlimited = rest.iter().any(|a| a == "--unlimited");
+    let rest: Vec<String> = rest
+        .iter()
+        .filter(|a| *a != "--unlimited")
+        .cloned()
+        .collect();
+    if unlimited {
+        new.limits = RateLimits::unlimited();
+    }
+    for (name, value) in options(&rest)? {
         match name {
             "display-name" => new.display_name = Some(value.to_owned()),
             "note" => new.note = Some(value.to_owned()),
             "allowed-models" => {
                 new.allowed_models = Some(value.split(',').map(|m| m.trim().to_owned()).collect())
+            }
+            "api-key" => {
+                key = ApiKey::parse_imported(value).map_err(|e| CliError::Usage(e.to_string()))?;
+                new.key_hash = key.hash();
+                new.key_prefix = key.prefix();
             }
             other => return Err(CliError::Usage(format!("unknown option --{other}"))),
         }

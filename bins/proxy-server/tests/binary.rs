@@ -99,6 +99,27 @@ fn the_cli_manages_users_in_the_database() {
         .output()
         .unwrap();
     assert!(deleted.status.success());
+    let imported = "sk-bench-8fJ2kLq9Zx4Wm7Rt1Yb6Nc3Vd5Hs0GpE";
+    let bench = proxy(&db)
+        .args([
+            "users",
+            "create",
+            "bench",
+            "--unlimited",
+            "--api-key",
+            imported,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&bench.stdout);
+    assert!(
+        text.contains(imported) && text.contains("requests/min unlimited"),
+        "{text}"
+    );
+    proxy(&db)
+        .args(["users", "delete", "bench"])
+        .output()
+        .unwrap();
     let none = proxy(&db).args(["users", "list"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "no users");
 }
