@@ -46,6 +46,8 @@ pub struct Settings {
     pub workers: usize,
     /// `text` or `json`.
     pub log_format: String,
+    /// Serve `/metrics` without the admin key.
+    pub metrics_public: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -80,6 +82,7 @@ impl Default for Settings {
             shutdown_grace_secs: 30,
             workers: 0,
             log_format: "text".into(),
+            metrics_public: false,
         }
     }
 }
@@ -150,6 +153,7 @@ impl Settings {
             .set_default("shutdown_grace_secs", defaults.shutdown_grace_secs)?
             .set_default("workers", defaults.workers as u64)?
             .set_default("log_format", defaults.log_format)?
+            .set_default("metrics_public", defaults.metrics_public)?
             .add_source(config::Environment::default())
             .build()?;
         let settings: Settings = built.try_deserialize()?;
@@ -207,6 +211,7 @@ impl Settings {
                 max_redirects: 3,
                 allow_private_networks: self.image_allow_private_networks,
             },
+            metrics_public: self.metrics_public,
         }
     }
 }

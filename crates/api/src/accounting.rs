@@ -25,6 +25,7 @@ pub(crate) struct Accounting {
     /// Completion tokens seen so far in a stream (one per content chunk, as Ollama streams one
     /// token per line); the estimate used when no final count arrives.
     pub(crate) streamed_tokens: u64,
+    first_token_seen: bool,
 }
 
 impl Accounting {
@@ -47,6 +48,7 @@ impl Accounting {
             started: Instant::now(),
             created_at,
             streamed_tokens: 0,
+            first_token_seen: false,
         }
     }
 
@@ -59,6 +61,19 @@ impl Accounting {
         status: UsageStatus,
     ) -> UsageCommit {
         self.write(prompt_tokens, completion_tokens, status)
+    }
+
+    /// Notes, once, that the first token of a stream went out.
+    pub(crate) fn first_token_sent(&mut self) {
+        if !self.first_token_seen {
+            self.first_token_seen = true;
+            self.state.metrics.first_token(self.started.elapsed());
+        }
+    }
+
+    /// Notes how long Ollama took to send its response head.
+    pub(crate) fn upstream_answered(&self) {
+        self.state.metrics.upstream_head(self.started.elapsed());
     }
 
     /// Releases the reservation without a usage row: the request never reached Ollama.
@@ -78,6 +93,13 @@ impl Accounting {
         if let Some(reservation) = self.reservation.take() {
             reservation.settle(total, UnixMillis::now());
         }
+        self.state.metrics.usage(
+            &self.model,
+            self.endpoint.as_str(),
+            status.as_str(),
+            prompt_tokens,
+            completion_tokens,
+        );
         let record = UsageRecord {
             request_id: std::mem::take(&mut self.request_id),
             user_id: self.user_id.clone(),
@@ -150,7 +172,10 @@ pub(crate) fn admit(
             requested_completion_tokens,
             created_at,
         )
-        .map_err(crate::error::ApiError::RateLimited)?;
+        .map_err(|rejection| {
+            state.metrics.refused(rejection.limit);
+            crate::error::ApiError::RateLimited(rejection)
+        })?;
     let budget = reservation.completion_budget();
     let request_id = crate::request_id::request_id(req);
     let mut response = actix_web::HttpResponse::Ok();

@@ -14,6 +14,7 @@ use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::{ApiError, ErrorResponse};
+use crate::metrics::StreamGauge;
 use crate::openai::{
     AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
     ChunkChoice, Delta, Usage,
@@ -96,10 +97,14 @@ pub async fn chat_completions(
 
     if streaming {
         let upstream = match client.chat_stream(&translated.request).await {
-            Ok(upstream) => upstream,
+            Ok(upstream) => {
+                accounting.upstream_answered();
+                upstream
+            }
             Err(err) => return Err(fail_before_answer(accounting, err).await),
         };
         let stream = SseStream {
+            gauge: StreamGauge::open(&state),
             upstream: Box::pin(upstream),
             accounting: Some(accounting),
             id: completion_id,
@@ -117,7 +122,10 @@ pub async fn chat_completions(
     }
 
     let answer = match client.chat(&translated.request).await {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            accounting.upstream_answered();
+            answer
+        }
         Err(err) => return Err(fail_before_answer(accounting, err).await),
     };
     let usage = Usage::new(
@@ -187,6 +195,9 @@ pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError)
 
 /// Ollama's NDJSON stream, re-emitted as OpenAI Server-Sent Events.
 struct SseStream {
+    /// Counts this stream in `aiproxy_open_streams` while it lives.
+    #[expect(dead_code, reason = "held for its Drop")]
+    gauge: StreamGauge,
     upstream: Pin<Box<ChatStream>>,
     accounting: Option<Accounting>,
     id: String,
@@ -218,6 +229,7 @@ impl SseStream {
                             || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
                         {
                             accounting.streamed_tokens += 1;
+                            accounting.first_token_sent();
                         }
                         self.write_deltas(&mut out, message);
                     }

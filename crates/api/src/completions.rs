@@ -18,6 +18,7 @@ use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::chat::fail_before_answer;
 use crate::error::{ApiError, ErrorResponse};
+use crate::metrics::StreamGauge;
 use crate::openai::{StopSequences, StreamOptions, Usage};
 use crate::state::AppState;
 use crate::translate::finish_reason;
@@ -204,7 +205,10 @@ pub async fn completions(
 
     if request.stream.unwrap_or(false) {
         let stream = match client.generate_stream(&upstream).await {
-            Ok(stream) => stream,
+            Ok(stream) => {
+                accounting.upstream_answered();
+                stream
+            }
             Err(err) => return Err(fail_before_answer(accounting, err).await),
         };
         let include_usage = request
@@ -213,6 +217,7 @@ pub async fn completions(
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         let sse = TextSse {
+            gauge: StreamGauge::open(&state),
             upstream: Box::pin(stream),
             accounting: Some(accounting),
             id,
@@ -227,7 +232,10 @@ pub async fn completions(
     }
 
     let answer = match client.generate(&upstream).await {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            accounting.upstream_answered();
+            answer
+        }
         Err(err) => return Err(fail_before_answer(accounting, err).await),
     };
     let usage = Usage::new(
@@ -257,6 +265,9 @@ pub async fn completions(
 }
 
 struct TextSse {
+    /// Counts this stream in `aiproxy_open_streams` while it lives.
+    #[expect(dead_code, reason = "held for its Drop")]
+    gauge: StreamGauge,
     upstream: Pin<Box<GenerateStream>>,
     accounting: Option<Accounting>,
     id: String,
@@ -316,6 +327,7 @@ impl TextSse {
                     }
                     if let Some(accounting) = self.accounting.as_mut() {
                         accounting.streamed_tokens += 1;
+                        accounting.first_token_sent();
                     }
                     let mut out = Vec::new();
                     self.write(&mut out, Some(chunk.response), None, None);

@@ -142,7 +142,10 @@ pub async fn embeddings(
         options: None,
     };
     let answer = match client.embed(&upstream).await {
-        Ok(answer) => answer,
+        Ok(answer) => {
+            accounting.upstream_answered();
+            answer
+        }
         Err(err) => return Err(crate::chat::fail_before_answer(accounting, err).await),
     };
     let prompt_tokens = answer.prompt_eval_count.unwrap_or(0);

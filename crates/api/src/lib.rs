@@ -50,6 +50,7 @@ mod fetch;
 mod headers;
 mod health;
 pub mod images;
+mod metrics;
 mod models;
 pub mod openai;
 mod request_id;
@@ -64,8 +65,9 @@ use utoipa::{Modify, OpenApi};
 pub use auth::{Admin, AuthedUser};
 pub use error::{ApiError, ErrorBody, ErrorResponse};
 pub use images::ImageFetchSettings;
+pub use metrics::Metrics;
 pub use request_id::assign_request_id;
-pub use state::{ApiSettings, AppState, KeyCache};
+pub use state::{ApiSettings, AppState, ExtraMetrics, KeyCache};
 
 /// Registers every route (and its OpenAPI entry) on a utoipa-aware service config.
 ///
@@ -93,7 +95,8 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(admin::put_limits)
         .service(admin::rotate_key)
         .service(admin::all_usage_summary)
-        .service(export::export_usage);
+        .service(export::export_usage)
+        .service(metrics::metrics);
 }
 
 /// The OpenAPI document's fixed parts: info, tags and the two bearer schemes. Paths and

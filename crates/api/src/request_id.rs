@@ -42,8 +42,29 @@ pub async fn assign_request_id(
         .map(str::to_owned)
         .unwrap_or_else(crate::state::next_request_id);
     req.extensions_mut().insert(RequestId(id.clone()));
+    let state = req
+        .app_data::<actix_web::web::Data<crate::AppState>>()
+        .cloned();
+    if let Some(state) = &state {
+        state.metrics.request_started();
+    }
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
-    let mut response = next.call(req).instrument(span).await?;
+    let result = next.call(req).instrument(span).await;
+    if let Some(state) = &state {
+        match &result {
+            Ok(response) => {
+                let route = response.request().match_pattern();
+                state.metrics.request_finished(
+                    route.as_deref().unwrap_or("unmatched"),
+                    response.status().as_u16(),
+                );
+            }
+            Err(err) => state
+                .metrics
+                .request_finished("unmatched", err.as_response_error().status_code().as_u16()),
+        }
+    }
+    let mut response = result?;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }

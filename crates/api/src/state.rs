@@ -16,6 +16,8 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// How images given by URL are fetched.
     pub image_fetch: crate::images::ImageFetchSettings,
+    /// Serve `/metrics` without the admin key (for a scraper on a trusted network).
+    pub metrics_public: bool,
 }
 
 impl std::fmt::Debug for ApiSettings {
@@ -24,6 +26,7 @@ impl std::fmt::Debug for ApiSettings {
             .field("admin_api_key", &"[redacted]")
             .field("max_body_bytes", &self.max_body_bytes)
             .field("image_fetch", &self.image_fetch)
+            .field("metrics_public", &self.metrics_public)
             .finish()
     }
 }
@@ -34,6 +37,7 @@ impl Default for ApiSettings {
             admin_api_key: "admin-secret-key".into(),
             max_body_bytes: 32 * 1024 * 1024,
             image_fetch: crate::images::ImageFetchSettings::default(),
+            metrics_public: false,
         }
     }
 }
@@ -49,7 +53,15 @@ pub struct AppState {
     pub keys: KeyCache,
     /// Settings.
     pub settings: ApiSettings,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// Appends metrics the HTTP layer cannot see (the storage engine's writer, say) to the
+    /// `/metrics` text.
+    pub extra_metrics: Option<ExtraMetrics>,
 }
+
+/// A function that appends Prometheus text to `/metrics`.
+pub type ExtraMetrics = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,7 +79,15 @@ impl AppState {
             limiter,
             keys: KeyCache::default(),
             settings,
+            metrics: crate::metrics::Metrics::default(),
+            extra_metrics: None,
         }
+    }
+
+    /// Adds a source of extra `/metrics` lines.
+    pub fn with_extra_metrics(mut self, extra: ExtraMetrics) -> Self {
+        self.extra_metrics = Some(extra);
+        self
     }
 }
 

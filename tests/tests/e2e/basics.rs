@@ -106,13 +106,21 @@ async fn every_response_has_a_request_id_and_a_clients_own_is_kept() {
         app.get("/admin/users", Some(aiproxy_e2e::ADMIN_KEY)).await,
         app.get("/nowhere", None).await,
     ] {
-        assert!(reply.header("x-request-id").is_some_and(|id| id.len() >= 8), "{:?}", reply.headers);
+        assert!(
+            reply.header("x-request-id").is_some_and(|id| id.len() >= 8),
+            "{:?}",
+            reply.headers
+        );
     }
     let body = aiproxy_e2e::chat_body("llama3.2", "hi");
     let traced = app
         .send(
-            app.request(actix_web::http::Method::POST, "/v1/chat/completions", Some(&key))
-                .insert_header(("x-request-id", "client-trace-42")),
+            app.request(
+                actix_web::http::Method::POST,
+                "/v1/chat/completions",
+                Some(&key),
+            )
+            .insert_header(("x-request-id", "client-trace-42")),
             Some(body.to_string().as_bytes()),
         )
         .await;
@@ -129,4 +137,41 @@ async fn every_response_has_a_request_id_and_a_clients_own_is_kept() {
         )
         .await;
     assert_ne!(odd.header("x-request-id"), Some("bad id with spaces"));
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_tokens_refusals_and_need_the_admin_key() {
+    let app = TestApp::spawn().await;
+    let key = app
+        .create_user_with(
+            serde_json::json!({"user_id": "met", "limits": {"requests_per_minute": 2}}),
+        )
+        .await;
+    let body = aiproxy_e2e::chat_body("llama3.2", "count me");
+    assert_eq!(app.chat(&key, &body).await.status, 200);
+    assert_eq!(app.chat_stream(&key, &body).await.status, 200);
+    app.chat(&key, &body).await.expect_error(429);
+
+    app.get("/metrics", None).await.expect_error(401);
+    let reply = app.get("/metrics", Some(aiproxy_e2e::ADMIN_KEY)).await;
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = &reply.text;
+    for needle in [
+        "aiproxy_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
+        "aiproxy_http_requests_total{route=\"/v1/chat/completions\",status=\"429\"} 1",
+        "aiproxy_model_requests_total{model=\"llama3.2\",endpoint=\"chat.completions\",status=\"ok\"} 2",
+        "aiproxy_rate_limit_refusals_total{limit=\"requests_per_minute\"} 1",
+        "aiproxy_time_to_first_token_seconds_count 1",
+        "aiproxy_upstream_response_seconds_count 2",
+        "aiproxy_open_streams 0",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in\n{text}");
+    }
+    assert!(text.contains("aiproxy_tokens_total{model=\"llama3.2\",kind=\"completion\"}"));
 }

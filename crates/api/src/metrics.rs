@@ -1,0 +1,249 @@
+//! `GET /metrics`: the operator's view in Prometheus text format.
+//!
+//! Counters are plain atomics, and the few labelled ones sit behind short mutexes that are
+//! touched once per request, so recording costs far less than the request itself.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use aiproxy_ratelimit::LimitKind;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+const LATENCY_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+const LIMIT_KINDS: [LimitKind; 6] = [
+    LimitKind::RequestsPerMinute,
+    LimitKind::RequestsPerDay,
+    LimitKind::TokensPerMinute,
+    LimitKind::TokensPerDay,
+    LimitKind::TotalTokens,
+    LimitKind::ConcurrentRequests,
+];
+
+/// A cumulative histogram with fixed bounds, in seconds.
+#[derive(Debug)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = LATENCY_BOUNDS.iter().position(|b| seconds <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, bucket) in LATENCY_BOUNDS.iter().zip(&self.buckets) {
+            cumulative += bucket.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// Everything `/metrics` reports that the HTTP layer counts itself.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    completions: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
+    tokens: Mutex<BTreeMap<String, (u64, u64)>>,
+    refusals: [AtomicU64; LIMIT_KINDS.len()],
+    upstream_latency: Histogram,
+    time_to_first_token: Histogram,
+    in_flight: AtomicI64,
+    open_streams: AtomicI64,
+}
+
+impl Metrics {
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn request_finished(&self, route: &str, status: u16) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Ok(mut http) = self.http.lock() {
+            *http.entry((route.to_owned(), status)).or_default() += 1;
+        }
+    }
+
+    pub(crate) fn refused(&self, kind: LimitKind) {
+        if let Some(i) = LIMIT_KINDS.iter().position(|k| *k == kind) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn usage(
+        &self,
+        model: &str,
+        endpoint: &'static str,
+        status: &'static str,
+        prompt: u64,
+        completion: u64,
+    ) {
+        if let Ok(mut completions) = self.completions.lock() {
+            *completions
+                .entry((model.to_owned(), endpoint, status))
+                .or_default() += 1;
+        }
+        if let Ok(mut tokens) = self.tokens.lock() {
+            let entry = tokens.entry(model.to_owned()).or_default();
+            entry.0 += prompt;
+            entry.1 += completion;
+        }
+    }
+
+    pub(crate) fn upstream_head(&self, elapsed: Duration) {
+        self.upstream_latency.observe(elapsed);
+    }
+
+    pub(crate) fn first_token(&self, elapsed: Duration) {
+        self.time_to_first_token.observe(elapsed);
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP aiproxy_http_requests_total Requests answered, by route and status.\n# TYPE aiproxy_http_requests_total counter\n");
+        if let Ok(http) = self.http.lock() {
+            for ((route, status), n) in http.iter() {
+                let _ = writeln!(
+                    out,
+                    "aiproxy_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    escape(route)
+                );
+            }
+        }
+        out.push_str("# HELP aiproxy_model_requests_total Requests that reached Ollama, by model, endpoint and outcome.\n# TYPE aiproxy_model_requests_total counter\n");
+        if let Ok(completions) = self.completions.lock() {
+            for ((model, endpoint, status), n) in completions.iter() {
+                let _ = writeln!(
+                    out,
+                    "aiproxy_model_requests_total{{model=\"{}\",endpoint=\"{endpoint}\",status=\"{status}\"}} {n}",
+                    escape(model)
+                );
+            }
+        }
+        out.push_str("# HELP aiproxy_tokens_total Tokens accounted, by model and kind.\n# TYPE aiproxy_tokens_total counter\n");
+        if let Ok(tokens) = self.tokens.lock() {
+            for (model, (prompt, completion)) in tokens.iter() {
+                let model = escape(model);
+                let _ = writeln!(
+                    out,
+                    "aiproxy_tokens_total{{model=\"{model}\",kind=\"prompt\"}} {prompt}\naiproxy_tokens_total{{model=\"{model}\",kind=\"completion\"}} {completion}"
+                );
+            }
+        }
+        out.push_str("# HELP aiproxy_rate_limit_refusals_total Requests refused, by the limit that refused them.\n# TYPE aiproxy_rate_limit_refusals_total counter\n");
+        for (kind, n) in LIMIT_KINDS.iter().zip(&self.refusals) {
+            let _ = writeln!(
+                out,
+                "aiproxy_rate_limit_refusals_total{{limit=\"{}\"}} {}",
+                kind.name(),
+                n.load(Ordering::Relaxed)
+            );
+        }
+        self.upstream_latency.render(
+            &mut out,
+            "aiproxy_upstream_response_seconds",
+            "Time until Ollama's response head.",
+        );
+        self.time_to_first_token.render(
+            &mut out,
+            "aiproxy_time_to_first_token_seconds",
+            "Time from admission to the first streamed token.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_in_flight_requests Requests being handled now.\n# TYPE aiproxy_in_flight_requests gauge\naiproxy_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP aiproxy_open_streams Streaming answers open now.\n# TYPE aiproxy_open_streams gauge\naiproxy_open_streams {}",
+            self.open_streams.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+/// Counts an open stream until dropped.
+pub(crate) struct StreamGauge(web::Data<AppState>);
+
+impl StreamGauge {
+    pub(crate) fn open(state: &web::Data<AppState>) -> Self {
+        state.metrics.open_streams.fetch_add(1, Ordering::Relaxed);
+        Self(state.clone())
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.metrics.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus metrics. Needs the admin key unless the operator made metrics public.
+#[utoipa::path(
+    tag = "admin",
+    responses(
+        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "Not the admin key", body = crate::error::ErrorResponse),
+    ),
+    security(("admin_key" = []), ())
+)]
+#[get("/metrics")]
+pub async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.settings.metrics_public {
+        use actix_web::FromRequest as _;
+        crate::auth::Admin::extract(&req).await?;
+    }
+    let mut text = state.metrics.render();
+    if let Some(extra) = &state.extra_metrics {
+        extra(&mut text);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
+}
