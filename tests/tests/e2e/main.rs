@@ -7,6 +7,7 @@
     reason = "test helpers: a failure is a failed test"
 )]
 mod admin;
+mod bad_input;
 mod basics;
 mod chat;
 mod layering;
