@@ -174,3 +174,88 @@ fn finish_reasons_follow_openai() {
     assert_eq!(finish_reason(Some("stop"), false), "stop");
     assert_eq!(finish_reason(None, false), "stop");
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::translate;
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            ".{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just("user"),
+                Just("assistant"),
+                Just("tool"),
+                Just("system"),
+                Just("developer"),
+                Just("text"),
+                Just("image_url"),
+                Just("function"),
+                Just("json_schema"),
+                Just("none"),
+                Just("data:image/png;base64,iVBORw0KGgo="),
+                Just("http://10.0.0.1/x.png"),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("role".to_string()),
+                        Just("content".to_string()),
+                        Just("type".to_string()),
+                        Just("text".to_string()),
+                        Just("image_url".to_string()),
+                        Just("url".to_string()),
+                        Just("tool_calls".to_string()),
+                        Just("function".to_string()),
+                        Just("arguments".to_string()),
+                        Just("name".to_string()),
+                        Just("tool_call_id".to_string()),
+                        "[a-z_]{1,8}",
+                    ],
+                    inner,
+                    0..5,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever a client sends as the request's fields, translation answers Ok or a 400;
+        /// it never panics.
+        #[test]
+        fn arbitrary_requests_never_panic(
+            messages in prop::collection::vec(any_json(), 0..4),
+            tools in any_json(),
+            tool_choice in any_json(),
+            response_format in any_json(),
+            stop in any_json(),
+        ) {
+            let body = json!({
+                "model": "m", "messages": messages, "tools": tools, "tool_choice": tool_choice,
+                "response_format": response_format, "stop": stop,
+            });
+            let _ = translate(body);
+        }
+
+        /// Arbitrary bytes as a body: a parse error at worst.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = crate::body::parse_json::<crate::openai::ChatCompletionRequest>(&bytes);
+        }
+    }
+}
