@@ -202,8 +202,10 @@ pub struct UserList {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Users per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Users to skip.
+    #[param(minimum = 0)]
     pub offset: Option<u64>,
 }
 
@@ -318,6 +320,7 @@ pub async fn create_user(
     params(ListParams),
     responses(
         (status = 200, body = UserList),
+        (status = 400, description = "A bad page", body = ErrorResponse),
         (status = 401, description = "Not the admin key", body = ErrorResponse),
     ),
     security(("admin_key" = []))
@@ -474,6 +477,7 @@ pub async fn delete_all_users(
     params(("user_id" = String, Path), UsageParams),
     responses(
         (status = 200, body = UsageReport),
+        (status = 400, description = "A bad filter", body = ErrorResponse),
         (status = 401, description = "Not the admin key", body = ErrorResponse),
         (status = 404, description = "Unknown user", body = ErrorResponse),
     ),
@@ -498,6 +502,7 @@ pub async fn user_usage(
     params(UsageParams),
     responses(
         (status = 200, body = UsageSummary),
+        (status = 400, description = "A bad filter", body = ErrorResponse),
         (status = 401, description = "Not the admin key", body = ErrorResponse),
     ),
     security(("admin_key" = []))

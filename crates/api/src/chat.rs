@@ -33,7 +33,10 @@ use crate::translate::{
     tag = "user",
     request_body = ChatCompletionRequest,
     responses(
-        (status = 200, description = "The completion (or, when streaming, `text/event-stream` of `chat.completion.chunk` events)", body = ChatCompletion),
+        (status = 200, description = "The completion, or with `stream: true` Server-Sent Events of `chat.completion.chunk` objects ending in `data: [DONE]`", content(
+            (ChatCompletion = "application/json"),
+            (crate::openai::SseEvent = "text/event-stream"),
+        )),
         (status = 400, description = "Malformed request", body = ErrorResponse),
         (status = 401, description = "Missing, wrong or expired key", body = ErrorResponse),
         (status = 403, description = "Model not allowed for this user", body = ErrorResponse),

@@ -111,7 +111,10 @@ pub struct TextChoice {
     tag = "user",
     request_body = CompletionRequest,
     responses(
-        (status = 200, description = "The completion (or `text/event-stream` when streaming)", body = TextCompletion),
+        (status = 200, description = "The completion, or with `stream: true` Server-Sent Events of `text_completion` chunks ending in `data: [DONE]`", content(
+            (TextCompletion = "application/json"),
+            (crate::openai::SseEvent = "text/event-stream"),
+        )),
         (status = 400, description = "Malformed request", body = ErrorResponse),
         (status = 401, description = "Missing or wrong key", body = ErrorResponse),
         (status = 404, description = "Unknown model", body = ErrorResponse),

@@ -22,14 +22,19 @@ const ROWS_IN_FLIGHT: usize = 256;
 #[into_params(parameter_in = Query)]
 pub struct ExportParams {
     /// `csv` (default) or `jsonl`.
+    #[serde(default, deserialize_with = "crate::usage::empty_as_none")]
     pub format: Option<String>,
     /// Only records at or after this time: RFC 3339 or Unix seconds.
+    #[serde(default, deserialize_with = "crate::usage::empty_as_none")]
     pub start: Option<String>,
     /// Only records before this time.
+    #[serde(default, deserialize_with = "crate::usage::empty_as_none")]
     pub end: Option<String>,
     /// Only this model.
+    #[serde(default, deserialize_with = "crate::usage::empty_as_none")]
     pub model: Option<String>,
     /// Only this user.
+    #[serde(default, deserialize_with = "crate::usage::empty_as_none")]
     pub user_id: Option<String>,
 }
 

@@ -415,3 +415,12 @@ pub struct Model {
     /// The namespace: `library` for official models.
     pub owned_by: String,
 }
+
+/// One Server-Sent Event of a streamed answer, as the stream carries it.
+#[derive(Debug, ToSchema)]
+pub struct SseEvent {
+    /// A JSON chunk (`chat.completion.chunk` or `text_completion`), a JSON `{"error": {...}}`
+    /// as the last event when Ollama fails after the stream began, or `[DONE]` at the end of a
+    /// successful answer.
+    pub data: String,
+}

@@ -16,21 +16,35 @@ use crate::state::AppState;
 const DEFAULT_PAGE: u32 = 50;
 const MAX_PAGE: u32 = 1000;
 
+/// An empty query value (`?end=`) means the parameter was not given.
+pub(crate) fn empty_as_none<'de, D>(deserializer: D) -> Result<Option<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<String>::deserialize(deserializer)?.filter(|s| !s.is_empty()))
+}
+
 /// Filters of the usage endpoints.
 #[derive(Debug, Default, Clone, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UsageParams {
     /// Only records at or after this time: RFC 3339 (`2026-11-01T00:00:00Z`) or Unix seconds.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub start: Option<String>,
     /// Only records before this time: RFC 3339 or Unix seconds.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub end: Option<String>,
     /// Only this model.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub model: Option<String>,
     /// Records per page, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Records to skip, newest first.
+    #[param(minimum = 0)]
     pub offset: Option<u64>,
     /// `model` (default) or `day` (one row per model and UTC day), for summaries.
+    #[serde(default, deserialize_with = "empty_as_none")]
     pub group_by: Option<String>,
 }
 
