@@ -240,6 +240,12 @@ impl SseStream {
                         return Some(Bytes::from(out));
                     }
                 }
+                Some(Err(aiproxy_ollama::OllamaError::InvalidResponse { message })) => {
+                    // One unreadable line (the client skips it and reads on) costs at most a
+                    // token of text; ending the whole answer for it would cost the rest.
+                    tracing::warn!(%message, "skipped a line from Ollama that is not JSON");
+                    continue;
+                }
                 Some(Err(err)) => {
                     // Headers are gone; the failure becomes the stream's last event. Usage
                     // for what was delivered is still recorded.

@@ -336,6 +336,12 @@ impl TextSse {
                     self.write(&mut out, Some(chunk.response), None, None);
                     return Some(Bytes::from(out));
                 }
+                Some(Err(aiproxy_ollama::OllamaError::InvalidResponse { message })) => {
+                    // One unreadable line (the client skips it and reads on) costs at most a
+                    // token of text; ending the whole answer for it would cost the rest.
+                    tracing::warn!(%message, "skipped a line from Ollama that is not JSON");
+                    continue;
+                }
                 Some(Err(err)) => {
                     let accounting = self.accounting.take()?;
                     let tokens = accounting.streamed_tokens;

@@ -10,6 +10,7 @@ mod admin;
 mod bad_input;
 mod basics;
 mod chat;
+mod faults;
 mod layering;
 mod ratelimit;
 mod streaming;
