@@ -15,10 +15,8 @@ use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::{ApiError, ErrorResponse};
 use crate::metrics::StreamGauge;
-use crate::openai::{
-    AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
-    ChunkChoice, Delta, Usage,
-};
+use crate::openai::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
+use crate::sse::ChatChunkWriter;
 use crate::state::AppState;
 use crate::translate::{
     chat_request_to_ollama, finish_reason, requested_completion_tokens, tool_calls_to_openai,
@@ -110,12 +108,12 @@ pub async fn chat_completions(
             gauge: StreamGauge::open(&state),
             upstream: Box::pin(upstream),
             accounting: Some(accounting),
-            id: completion_id,
-            model,
-            created: created_at.as_unix_seconds(),
-            include_usage: translated.include_usage,
-            sent_role: false,
-            tool_calls_sent: 0,
+            writer: ChatChunkWriter::new(
+                completion_id,
+                model,
+                created_at.as_unix_seconds(),
+                translated.include_usage,
+            ),
         };
         return Ok(response
             .insert_header((CONTENT_TYPE, "text/event-stream"))
@@ -203,12 +201,7 @@ struct SseStream {
     gauge: StreamGauge,
     upstream: Pin<Box<ChatStream>>,
     accounting: Option<Accounting>,
-    id: String,
-    model: String,
-    created: i64,
-    include_usage: bool,
-    sent_role: bool,
-    tool_calls_sent: usize,
+    writer: ChatChunkWriter,
 }
 
 impl SseStream {
@@ -234,7 +227,7 @@ impl SseStream {
                             accounting.streamed_tokens += 1;
                             accounting.first_token_sent();
                         }
-                        self.write_deltas(&mut out, message);
+                        self.writer.write_deltas(&mut out, message);
                     }
                     if !out.is_empty() {
                         return Some(Bytes::from(out));
@@ -276,19 +269,10 @@ impl SseStream {
     async fn finish(&mut self, last: ollama::ChatResponse) -> Bytes {
         let mut out = Vec::new();
         if let Some(message) = last.message {
-            self.write_deltas(&mut out, message);
+            self.writer.write_deltas(&mut out, message);
         }
-        let reason = finish_reason(last.done_reason.as_deref(), self.tool_calls_sent > 0);
-        self.write_chunk(
-            &mut out,
-            vec![ChunkChoice {
-                index: 0,
-                delta: Delta::default(),
-                logprobs: None,
-                finish_reason: Some(reason),
-            }],
-            None,
-        );
+        self.writer
+            .write_finish(&mut out, last.done_reason.as_deref());
         let usage = Usage::new(
             last.prompt_eval_count.unwrap_or(0),
             last.eval_count.unwrap_or(0),
@@ -309,78 +293,7 @@ impl SseStream {
             out.extend_from_slice(&ApiError::Storage(err).to_stream_event());
             return Bytes::from(out);
         }
-        if self.include_usage {
-            self.write_chunk(&mut out, Vec::new(), Some(usage));
-        }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        self.writer.write_usage(&mut out, usage);
         Bytes::from(out)
-    }
-
-    /// Appends the chunks for one upstream message: reasoning, then content, then tool calls
-    /// (each whole, as Ollama produces them). Empty deltas are skipped.
-    fn write_deltas(&mut self, out: &mut Vec<u8>, message: ollama::Message) {
-        if let Some(thinking) = message.thinking.filter(|t| !t.is_empty()) {
-            let delta = Delta {
-                reasoning_content: Some(thinking),
-                ..self.first_delta()
-            };
-            self.write_delta(out, delta);
-        }
-        let calls = message.tool_calls.filter(|c| !c.is_empty());
-        if !message.content.is_empty() || (calls.is_none() && !self.sent_role) {
-            let delta = Delta {
-                content: Some(message.content),
-                ..self.first_delta()
-            };
-            self.write_delta(out, delta);
-        }
-        if let Some(calls) = calls {
-            let converted = tool_calls_to_openai(&calls, &self.id, self.tool_calls_sent);
-            self.tool_calls_sent += converted.len();
-            let delta = Delta {
-                tool_calls: Some(converted),
-                ..self.first_delta()
-            };
-            self.write_delta(out, delta);
-        }
-    }
-
-    /// An empty delta that carries the role if it has not been sent yet.
-    fn first_delta(&mut self) -> Delta {
-        let role = (!self.sent_role).then_some("assistant");
-        self.sent_role = true;
-        Delta {
-            role,
-            ..Delta::default()
-        }
-    }
-
-    fn write_delta(&self, out: &mut Vec<u8>, delta: Delta) {
-        self.write_chunk(
-            out,
-            vec![ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: None,
-            }],
-            None,
-        );
-    }
-
-    fn write_chunk(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<Usage>) {
-        let chunk = ChatCompletionChunk {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            system_fingerprint: "fp_ollama",
-            choices,
-            usage: self.include_usage.then_some(usage),
-        };
-        out.extend_from_slice(b"data: ");
-        // Serialising strings, numbers and options into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &chunk);
-        out.extend_from_slice(b"\n\n");
     }
 }

@@ -54,6 +54,7 @@ mod metrics;
 mod models;
 pub mod openai;
 mod request_id;
+pub mod sse;
 mod state;
 pub mod translate;
 mod usage;
