@@ -3,6 +3,8 @@
 //!
 //! `cargo bench -p aiproxy-api --bench hot_paths`
 
+#![allow(clippy::unwrap_used, reason = "benchmark inputs are fixed and valid")]
+
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
