@@ -1,6 +1,6 @@
 //! The aiproxy server: reads configuration, opens the SQLite store, rebuilds the rate
-//! limiter's windows, wires the crates into an actix-web server with Swagger UI, and shuts
-//! down gracefully.
+//! limiter's windows, wires the crates into an actix-web server with Swagger UI, purges old
+//! usage records when told to, and shuts down gracefully.
 //!
 //! No request handling lives here (that is `aiproxy-api`); this crate only assembles. Tests
 //! and embedders start the same server through [`Application::build`].
@@ -13,6 +13,9 @@ pub mod settings;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
@@ -35,6 +38,9 @@ pub enum StartError {
     /// Reading the usage records to rebuild the rate limiter failed.
     #[error("could not read usage to rebuild rate limits: {0}")]
     Restore(#[from] aiproxy_domain::StoreError),
+    /// The thread that purges old usage records could not be started.
+    #[error("could not start the usage retention thread: {0}")]
+    Retention(#[source] std::io::Error),
     /// The address could not be bound.
     #[error("could not listen on {address}: {source}")]
     Bind {
@@ -50,6 +56,7 @@ pub struct Application {
     server: Server,
     address: SocketAddr,
     store: SqliteStore,
+    retention: Option<RetentionTask>,
 }
 
 impl std::fmt::Debug for Application {
@@ -61,8 +68,9 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Opens the store, rebuilds the limiter and binds the listener. Call from inside an
-    /// actix (or tokio `LocalSet`) runtime.
+    /// Opens the store, rebuilds the limiter, binds the listener and, when
+    /// `usage_retention_days` is above 0, starts the thread that purges old usage records.
+    /// Call from inside an actix (or tokio `LocalSet`) runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
         let store = SqliteStore::open(&settings.database_path, StoreOptions::default())?;
         let limiter = Arc::new(RateLimiter::new(LimiterConfig {
@@ -79,6 +87,11 @@ impl Application {
             address: address.clone(),
             source,
         })?;
+        // Only once the address is ours, so a server that cannot start deletes nothing.
+        let retention = match settings.usage_retention_days {
+            0 => None,
+            days => Some(RetentionTask::start(store.clone(), days)?),
+        };
 
         let shared_store: Arc<dyn Store> = Arc::new(store.clone());
         let state = web::Data::new(AppState::new(
@@ -117,6 +130,7 @@ impl Application {
             server,
             address: bound,
             store,
+            retention,
         })
     }
 
@@ -131,23 +145,38 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (or a handle's `stop`), lets in-flight requests finish
-    /// within the grace period, then commits every queued usage row.
+    /// within the grace period, stops the retention thread (waiting for a purge under way to
+    /// finish), then commits every queued usage row.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
         let store = self.store;
+        let retention = self.retention;
         // Closing waits for the usage writer to commit what is queued.
-        if web::block(move || store.close()).await.is_err() {
+        let finished = web::block(move || {
+            if let Some(retention) = retention {
+                retention.stop();
+            }
+            store.close();
+        });
+        if finished.await.is_err() {
             tracing::error!("usage rows still queued at shutdown could not be committed");
         }
         result
     }
 }
 
+/// How far back the rate limiter's day windows can still see a record: a day, plus one
+/// minute because a day-window bucket may free up to one bucket late.
+const LIMITER_LOOKBACK_MILLIS: i64 = 24 * 60 * 60 * 1000 + 60_000;
+
+/// How often old usage records are purged after the start-up purge.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
 /// Replays the last day of usage and the lifetime totals into the limiter, so a restart
 /// neither forgets nor double counts.
 fn restore_limiter(store: &SqliteStore, limiter: &RateLimiter) -> Result<(), StartError> {
     let now = UnixMillis::now();
-    let since = now.plus_millis(-24 * 60 * 60 * 1000 - 60_000);
+    let since = now.plus_millis(-LIMITER_LOOKBACK_MILLIS);
     let events = aiproxy_domain::UsageStore::usage_events_since(store, since)?;
     let lifetime = aiproxy_domain::UsageStore::lifetime_tokens(store)?;
     tracing::info!(
@@ -157,6 +186,76 @@ fn restore_limiter(store: &SqliteStore, limiter: &RateLimiter) -> Result<(), Sta
     );
     limiter.restore(events, lifetime, now);
     Ok(())
+}
+
+/// The background thread that deletes usage records older than the retention period: once
+/// at start-up, then every [`RETENTION_INTERVAL`].
+///
+/// It runs on its own OS thread because the store blocks and a purge can take a while; it
+/// stops when [`RetentionTask::stop`] is called or the task is dropped.
+struct RetentionTask {
+    /// Dropping this wakes the thread and tells it to finish.
+    stop: mpsc::Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+impl RetentionTask {
+    fn start(store: SqliteStore, days: u64) -> Result<Self, StartError> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("usage-retention".into())
+            .spawn(move || {
+                loop {
+                    purge_old_usage(&store, days);
+                    match stopped.recv_timeout(RETENTION_INTERVAL) {
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        // A message or a dropped sender both mean the server is stopping.
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            })
+            .map_err(StartError::Retention)?;
+        tracing::info!(
+            retention_days = days,
+            "usage retention on: older usage records are deleted hourly"
+        );
+        Ok(Self { stop, thread })
+    }
+
+    /// Wakes the thread and waits for it to end. Blocks: call off the async executor.
+    fn stop(self) {
+        drop(self.stop);
+        if self.thread.join().is_err() {
+            tracing::error!("the usage retention thread panicked");
+        }
+    }
+}
+
+/// Deletes the records older than `days` days. Failures are logged and retried next time:
+/// an unavailable database must not stop the server.
+fn purge_old_usage(store: &SqliteStore, days: u64) {
+    let cutoff = retention_cutoff(UnixMillis::now(), days);
+    match aiproxy_domain::UsageStore::delete_usage_before(store, cutoff) {
+        Ok(deleted) => tracing::info!(
+            deleted,
+            retention_days = days,
+            "usage retention: deleted old usage records"
+        ),
+        Err(error) => tracing::warn!(
+            %error,
+            "usage retention: deleting old usage records failed; will retry in an hour"
+        ),
+    }
+}
+
+/// The moment before which records are deleted: `days` days before `now`, but never later
+/// than the limiter's look-back, so a restart still rebuilds exact day windows.
+fn retention_cutoff(now: UnixMillis, days: u64) -> UnixMillis {
+    let retention_millis = i64::try_from(days)
+        .ok()
+        .and_then(|d| d.checked_mul(24 * 60 * 60 * 1000))
+        .unwrap_or(i64::MAX);
+    now.plus_millis(-retention_millis.max(LIMITER_LOOKBACK_MILLIS))
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), text or JSON.
@@ -171,4 +270,34 @@ pub fn init_tracing(log_format: &str) {
     };
     // A subscriber already installed (tests, embedders) is theirs to keep.
     let _ = result;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+
+    #[test]
+    fn the_cutoff_is_the_retention_period_before_now() {
+        let now = UnixMillis(100 * DAY);
+        assert_eq!(retention_cutoff(now, 30), UnixMillis(70 * DAY));
+        assert_eq!(retention_cutoff(now, 2), UnixMillis(98 * DAY));
+    }
+
+    #[test]
+    fn a_one_day_retention_keeps_what_the_limiter_replays() {
+        let now = UnixMillis(100 * DAY);
+        assert_eq!(
+            retention_cutoff(now, 1),
+            UnixMillis(100 * DAY - LIMITER_LOOKBACK_MILLIS)
+        );
+    }
+
+    #[test]
+    fn an_absurd_retention_deletes_nothing_instead_of_overflowing() {
+        let now = UnixMillis(100 * DAY);
+        assert!(retention_cutoff(now, u64::MAX) < UnixMillis(0));
+        assert!(retention_cutoff(now, u64::MAX / 2) < UnixMillis(0));
+    }
 }

@@ -48,6 +48,12 @@ pub struct Settings {
     pub log_format: String,
     /// Serve `/metrics` without the admin key.
     pub metrics_public: bool,
+    /// Days of usage records to keep (`USAGE_RETENTION_DAYS`); 0, the default, keeps them
+    /// forever. When set, records older than this are deleted at start-up and then every hour.
+    /// Lifetime totals (and so `total_token_limit`) still count the deleted records, and at
+    /// least the last day plus a minute is always kept, which the rate limiter replays on
+    /// restart.
+    pub usage_retention_days: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -58,6 +64,7 @@ impl std::fmt::Debug for Settings {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("database_path", &self.database_path)
+            .field("usage_retention_days", &self.usage_retention_days)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +90,7 @@ impl Default for Settings {
             workers: 0,
             log_format: "text".into(),
             metrics_public: false,
+            usage_retention_days: 0,
         }
     }
 }
@@ -154,6 +162,7 @@ impl Settings {
             .set_default("workers", defaults.workers as u64)?
             .set_default("log_format", defaults.log_format)?
             .set_default("metrics_public", defaults.metrics_public)?
+            .set_default("usage_retention_days", defaults.usage_retention_days)?
             .add_source(config::Environment::default())
             .build()?;
         let settings: Settings = built.try_deserialize()?;

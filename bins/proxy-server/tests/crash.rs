@@ -1,0 +1,308 @@
+//! Crash safety of usage accounting: the real `proxy-server` binary is killed with SIGKILL
+//! while many requests are in flight, restarted on the same database, and every answer a
+//! client fully received must be in the usage table as `ok`.
+//!
+//! This holds because the server commits a request's usage row before it sends the end of
+//! the answer (the whole JSON body, or the stream's `data: [DONE]`), and a committed SQLite
+//! transaction survives the death of the process.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test code: a failure is a failed test"
+)]
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aiproxy_ollama_sim::{OllamaSim, SimConfig};
+use serde_json::{Value, json};
+
+const ADMIN_KEY: &str = "crash-test-admin-key-0123456789";
+const TOTAL_REQUESTS: usize = 200;
+const IN_FLIGHT: usize = 64;
+/// The kill comes once this many answers were fully received, so the test always checks a
+/// real set of answers, with more still in flight.
+const KILL_AFTER_RECEIVED: usize = 40;
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `proxy-server` process with its log lines as they arrive.
+struct Proxy {
+    child: Child,
+    address: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Starts the binary on `db` in front of `ollama` and waits until it logs its address.
+    async fn start(db: &Path, ollama: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy-server"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_PATH", db)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("WORKERS", "2")
+            .env("ADMIN_API_KEY", ADMIN_KEY)
+            .env("OLLAMA_BASE_URL", ollama)
+            .env("USAGE_RETENTION_DAYS", "30")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&log);
+        // Drained to the end on its own thread: a full pipe would block the server's logging.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let line = wait_for_log(&log, &mut child, "aiproxy listening").await;
+        let entry: Value = serde_json::from_str(&line).unwrap();
+        let address = entry["fields"]["address"].as_str().unwrap().to_owned();
+        Self {
+            child,
+            address,
+            log,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+}
+
+impl Drop for Proxy {
+    /// A failed assertion must not leave the server running; after a normal end the process
+    /// has exited already and this does nothing.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls the log until a line contains `needle`, failing if the process exits first.
+async fn wait_for_log(log: &Mutex<Vec<String>>, child: &mut Child, needle: &str) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(line) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("proxy-server exited ({status}) before logging `{needle}`");
+        }
+        assert!(Instant::now() < deadline, "no `{needle}` in the log");
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every other request streams, so both ways of ending an answer are checked.
+fn is_streamed(index: usize) -> bool {
+    index.is_multiple_of(2)
+}
+
+/// Sends one chat completion and returns its usage `request_id` if, and only if, the client
+/// received the whole answer.
+async fn chat(client: &awc::Client, proxy_url: &str, key: &str, index: usize) -> Option<String> {
+    let streaming = is_streamed(index);
+    let body = json!({
+        "model": "llama3.2",
+        "messages": [{
+            "role": "user",
+            "content": format!("request {index} asks for a reply that is long enough to overlap with many others"),
+        }],
+        "stream": streaming,
+    });
+    let mut response = client
+        .post(format!("{proxy_url}/v1/chat/completions"))
+        .insert_header(("Authorization", format!("Bearer {key}")))
+        .send_json(&body)
+        .await
+        .ok()?;
+    if response.status() != 200 {
+        return None;
+    }
+    let bytes = response.body().limit(1024 * 1024).await.ok()?;
+    let completion_id = if streaming {
+        let text = std::str::from_utf8(&bytes).ok()?;
+        // A stream cut by the kill can look like a clean end to awc; only `[DONE]` proves
+        // the client got everything.
+        if !text.contains("data: [DONE]") {
+            return None;
+        }
+        let first = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+        let chunk: Value = serde_json::from_str(first).ok()?;
+        chunk["id"].as_str()?.to_owned()
+    } else {
+        let completion: Value = serde_json::from_slice(&bytes).ok()?;
+        completion["choices"][0]["message"]["content"].as_str()?;
+        completion["id"].as_str()?.to_owned()
+    };
+    completion_id.strip_prefix("chatcmpl-").map(str::to_owned)
+}
+
+#[derive(Default)]
+struct Progress {
+    next_index: Cell<usize>,
+    killed: Cell<bool>,
+    /// The usage request ids of the answers received in full.
+    received: RefCell<Vec<String>>,
+    streamed_received: Cell<usize>,
+    failed: Cell<usize>,
+    in_flight: Cell<usize>,
+}
+
+#[actix_web::test]
+async fn every_answer_received_before_a_sigkill_is_in_the_usage_table() {
+    let mut sim_config = SimConfig {
+        workers: 2,
+        ..SimConfig::default()
+    };
+    // About 20 tokens at 5 ms each: requests last long enough to pile up 64 at a time.
+    sim_config.settings.token_delay = Duration::from_millis(5);
+    let sim = OllamaSim::start(sim_config).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("crash.db");
+    let mut first = Proxy::start(&db, &sim.base_url()).await;
+
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    let mut created = client
+        .post(first.url("/admin/users"))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
+        .send_json(&json!({
+            "user_id": "crash",
+            "limits": {
+                "requests_per_minute": null,
+                "requests_per_day": null,
+                "tokens_per_minute": null,
+                "tokens_per_day": null,
+            },
+        }))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.unwrap();
+    let key = created["api_key"].as_str().unwrap().to_owned();
+
+    let progress = Rc::new(Progress::default());
+    let proxy_url = first.url("");
+    let workers: Vec<_> = (0..IN_FLIGHT)
+        .map(|_| {
+            let progress = Rc::clone(&progress);
+            let client = client.clone();
+            let proxy_url = proxy_url.clone();
+            let key = key.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    let index = progress.next_index.get();
+                    if index >= TOTAL_REQUESTS || progress.killed.get() {
+                        break;
+                    }
+                    progress.next_index.set(index + 1);
+                    progress.in_flight.set(progress.in_flight.get() + 1);
+                    let outcome = chat(&client, &proxy_url, &key, index).await;
+                    progress.in_flight.set(progress.in_flight.get() - 1);
+                    match outcome {
+                        Some(request_id) => {
+                            progress.received.borrow_mut().push(request_id);
+                            if is_streamed(index) {
+                                progress
+                                    .streamed_received
+                                    .set(progress.streamed_received.get() + 1);
+                            }
+                        }
+                        None => progress.failed.set(progress.failed.get() + 1),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + DEADLINE;
+    while progress.received.borrow().len() < KILL_AFTER_RECEIVED {
+        assert!(
+            Instant::now() < deadline,
+            "only {} answers arrived before the deadline ({} failed)",
+            progress.received.borrow().len(),
+            progress.failed.get()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(2)).await;
+    }
+    let received_at_kill = progress.received.borrow().len();
+    let in_flight_at_kill = progress.in_flight.get();
+    // On Unix, `Child::kill` is SIGKILL: no signal handler, no graceful drain, no final flush.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    progress.killed.set(true);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let received = progress.received.borrow().clone();
+    println!(
+        "at the kill: {received_at_kill} answers received, {in_flight_at_kill} in flight; \
+         in all: {} received in full ({} streamed), {} not",
+        received.len(),
+        progress.streamed_received.get(),
+        progress.failed.get()
+    );
+    assert!(received.len() >= KILL_AFTER_RECEIVED);
+
+    let mut second = Proxy::start(&db, &sim.base_url()).await;
+    let mut usage = client
+        .get(second.url("/admin/users/crash/usage?limit=1000"))
+        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(usage.status(), 200);
+    let usage: Value = usage.json().limit(16 * 1024 * 1024).await.unwrap();
+    let rows: HashMap<&str, &str> = usage["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["request_id"].as_str().unwrap(),
+                r["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    println!(
+        "after the restart: {} usage rows ({} received answers to find)",
+        rows.len(),
+        received.len()
+    );
+    for request_id in &received {
+        assert_eq!(
+            rows.get(request_id.as_str()).copied(),
+            Some("ok"),
+            "request {request_id} was fully received but its usage row is missing or not ok"
+        );
+    }
+
+    // The restarted server also read USAGE_RETENTION_DAYS from its environment.
+    let log = Arc::clone(&second.log);
+    wait_for_log(&log, &mut second.child, "usage retention: deleted").await;
+    let stopped = Command::new("kill")
+        .args(["-TERM", &second.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(second.child.wait().unwrap().success());
+    sim.stop().await;
+}
