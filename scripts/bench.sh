@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Issue 7: measures, in one run on this machine, the same OpenAI chat request under the same load
+#   direct  -> the fake Ollama upstream itself (its native /api/chat)
+#   nginx   -> nginx proxy_pass (pure pass-through: no auth, no accounting)
+#   aiproxy -> our release proxy-server with auth, rate limits (on, very large) and accounting
+#   litellm -> LiteLLM's proxy as shipped (and `litellm-mi`, the same with static model_info)
+# non-streaming and streaming at concurrency 1, 16 and 128, and writes docs/benchmarks.md.
+#
+# It drives the shared harness (../shared/bench: fake upstream, nginx and LiteLLM anchors, oha,
+# foreign-CPU detection), copied into a scratch folder first because the harness writes beside
+# its scripts and shared/ may be read-only. setup.sh installs nginx, oha and LiteLLM when they
+# are missing (root, apt + cargo + pip; oha's first build takes minutes).
+#
+# usage: scripts/bench.sh [--duration S] [--repeats N] [--warmup S] [--conc "1 16 128"]
+#                         [--no-litellm] [--out FILE] [--workdir DIR]
+#   --duration S   seconds of load per point                                  [5]
+#   --repeats N    repeats per point; the doc shows the median               [3]
+#   --warmup S     discarded load per column before its points (c=10)        [5]
+#   --conc LIST    concurrency levels, used for both modes                   ["1 16 128"]
+#   --no-litellm   skip the LiteLLM columns (the doc says so)
+#   --out FILE     the markdown written                                       [docs/benchmarks.md]
+#   --workdir DIR  keep the harness copy (and its LiteLLM .venv) here for re-runs [mktemp -d]
+#   env: BENCH_SHARED (harness folder), BENCH_PORT (our port, 21500), QUIET_WAIT (s to wait for
+#        other work on the machine to calm down before each column, 60), LITELLM_WORKERS (1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+# The harness runs `--candidate-setup` as a command; this is it. It creates the user on a fresh
+# database with the CLI, then starts the server once to raise the limits through the admin API
+# (limits stay active, just far above what a benchmark can reach) and stops it again; the limits
+# live in the database, so the measured start sees them.
+if [ "${1:-}" = "__candidate-setup" ]; then
+  : "${PROXY_BIN:?}" "${BENCH_DB:?}" "${BENCH_PORT:?}" "${OLLAMA_BASE_URL:?}" "${BENCH_ADMIN_KEY:?}" "${BENCH_USER_KEY:?}"
+  rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm"
+  export HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" RUST_LOG=warn
+  "$PROXY_BIN" users create bench --unlimited --api-key "$BENCH_USER_KEY" >/dev/null
+  "$PROXY_BIN" > "$BENCH_DB.setup.log" 2>&1 &
+  setup_pid=$!
+  for _ in $(seq 1 300); do
+    curl -sf -o /dev/null "http://127.0.0.1:$BENCH_PORT/health" && break
+    kill -0 "$setup_pid" 2>/dev/null || { cat "$BENCH_DB.setup.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  limits='{"requests_per_minute":1000000000,"requests_per_day":100000000000,"tokens_per_minute":100000000000,"tokens_per_day":1000000000000,"total_token_limit":1000000000000,"max_concurrent_requests":100000}'
+  code=$(curl -s -o "$BENCH_DB.limits.json" -w '%{http_code}' -X PUT \
+    "http://127.0.0.1:$BENCH_PORT/admin/users/bench/limits" \
+    -H "Authorization: Bearer $BENCH_ADMIN_KEY" -H 'Content-Type: application/json' -d "$limits" || true)
+  kill -TERM "$setup_pid" 2>/dev/null || true; wait "$setup_pid" || true
+  [ "$code" = 200 ] || { echo "PUT limits answered $code: $(cat "$BENCH_DB.limits.json")" >&2; exit 1; }
+  echo "limits set: $(cat "$BENCH_DB.limits.json")" >&2
+  exit 0
+fi
+
+DURATION=5; REPEATS=3; WARMUP=5; CONC="1 16 128"; WITH_LITELLM=1
+OUT="docs/benchmarks.md"; WORK=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) DURATION=$2; shift 2;;
+    --repeats) REPEATS=$2; shift 2;;
+    --warmup) WARMUP=$2; shift 2;;
+    --conc) CONC=$2; shift 2;;
+    --no-litellm) WITH_LITELLM=0; shift;;
+    --out) OUT=$2; shift 2;;
+    --workdir) WORK=$2; shift 2;;
+    -h|--help) sed -n '/^# usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
+    *) echo "unknown option $1 (try --help)" >&2; exit 64;;
+  esac
+done
+SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
+export BENCH_PORT=${BENCH_PORT:-21500}
+export QUIET_WAIT=${QUIET_WAIT:-60}
+export PATH="$HOME/.cargo/bin:$PATH"
+log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
+t_start=$(date +%s)
+
+[ -f "$SHARED/run-anchors.sh" ] || { echo "harness not found at $SHARED (set BENCH_SHARED)" >&2; exit 1; }
+WORK=${WORK:-$(mktemp -d -t aiproxy-bench.XXXXXX)}
+mkdir -p "$WORK"
+WORK=$(cd "$WORK" && pwd)
+H="$WORK/bench"
+mkdir -p "$H"
+# Refresh the scripts but keep an earlier .venv (LiteLLM) and results in a reused --workdir.
+cp -rf "$SHARED/." "$H/"
+chmod -R u+w "$H"
+log "harness copy: $H"
+
+log "building proxy-server (release)"
+cargo build --release --locked -q -p proxy-server
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export PROXY_BIN="$target_dir/release/proxy-server"
+t_built=$(date +%s)
+
+log "installing what is missing (setup.sh; log: $WORK/setup.log)"
+setup_rc=0; (cd "$H" && ./setup.sh) > "$WORK/setup.log" 2>&1 || setup_rc=$?
+command -v oha >/dev/null && command -v nginx >/dev/null \
+  || { tail -30 "$WORK/setup.log" >&2; echo "setup.sh did not install oha/nginx" >&2; exit 1; }
+LITELLM_NOTE=""
+if [ "$WITH_LITELLM" = 0 ]; then
+  LITELLM_NOTE="not measured: the run was started with --no-litellm"
+elif [ ! -x "$H/.venv/bin/litellm" ]; then
+  LITELLM_NOTE="not measured: setup.sh could not install LiteLLM (exit $setup_rc); its last lines: $(tail -5 "$WORK/setup.log" | tr '\n' ' ')"
+fi
+t_setup=$(date +%s)
+
+export BENCH_DB="$WORK/bench.db"
+export BENCH_ADMIN_KEY="bench-admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export BENCH_USER_KEY="sk-bench-8fJ2kLq9Zx4Wm7Rt1Yb6Nc3Vd5Hs0GpE"
+export LITELLM_WORKERS=${LITELLM_WORKERS:-1}
+self="$ROOT/scripts/bench.sh"
+cand_cmd="env HOST=127.0.0.1 PORT=\$BENCH_PORT OLLAMA_BASE_URL=\$OLLAMA_BASE_URL ADMIN_API_KEY=\$BENCH_ADMIN_KEY DATABASE_PATH=\$BENCH_DB RUST_LOG=warn $PROXY_BIN"
+common=(--duration "$DURATION" --repeats "$REPEATS" --warmup "$WARMUP" --conc "$CONC" --stream-conc "$CONC")
+main_args=(--anchors direct,nginx "${common[@]}"
+  --candidate aiproxy --candidate-port "$BENCH_PORT" --candidate-key "$BENCH_USER_KEY"
+  --candidate-setup "bash $self __candidate-setup" --candidate-cmd "$cand_cmd")
+litellm_args=(--anchors litellm,litellm-mi "${common[@]}")
+
+newest_csv() { ls -t "$H"/results/*.csv 2>/dev/null | head -1 || true; }
+# Direct, nginx and ours in one harness invocation, so they share one upstream and one sitting.
+log "measuring direct, nginx and aiproxy (log: $WORK/run-main.log)"
+before=$(newest_csv)
+(cd "$H" && ./run-anchors.sh "${main_args[@]}") > "$WORK/run-main.log" 2>&1 \
+  || { tail -40 "$WORK/run-main.log" >&2; echo "the main harness run failed" >&2; exit 1; }
+MAIN_CSV=$(newest_csv); [ "$MAIN_CSV" != "$before" ] || { echo "no results from the main run" >&2; exit 1; }
+t_main=$(date +%s)
+
+# Accounting really ran: what the database recorded for the bench user over the whole run.
+USAGE_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
+  "$PROXY_BIN" users list 2>&1 | grep -E '^bench\b' || true)
+LIMITS_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
+  "$PROXY_BIN" users show bench 2>&1 | grep '^limits' || true)
+
+# LiteLLM separately: a LiteLLM that fails to start ends a harness invocation, and must not
+# take our column with it.
+LITELLM_CSV=""
+if [ -z "$LITELLM_NOTE" ]; then
+  log "measuring LiteLLM (log: $WORK/run-litellm.log)"
+  before=$(newest_csv)
+  if (cd "$H" && ./run-anchors.sh "${litellm_args[@]}") > "$WORK/run-litellm.log" 2>&1; then :; else
+    LITELLM_NOTE="the LiteLLM run failed (points measured before the failure are shown); last lines of its log: $(grep -v '^    ' "$WORK/run-litellm.log" | tail -5 | tr '\n' ' ')"
+  fi
+  LITELLM_CSV=$(newest_csv); [ "$LITELLM_CSV" != "$before" ] || LITELLM_CSV=""
+fi
+t_end=$(date +%s)
+
+unexpected=""
+[ -s "$H/run/upstream/unexpected.log" ] && unexpected=$(sort "$H/run/upstream/unexpected.log" | uniq -c | head -5)
+commit="unknown"
+if [ -f .git/HEAD ]; then
+  head_ref=$(cat .git/HEAD)
+  case "$head_ref" in
+    "ref: "*) ref=${head_ref#ref: }
+      commit=$(cat ".git/$ref" 2>/dev/null || awk -v r="$ref" '$2==r{print $1}' .git/packed-refs 2>/dev/null || echo unknown);;
+    *) commit=$head_ref;;
+  esac
+fi
+
+mkdir -p "$(dirname "$OUT")"
+export MAIN_CSV LITELLM_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
+  t_start t_built t_setup t_main t_end
+export CMD_LINE="scripts/bench.sh --duration $DURATION --repeats $REPEATS --warmup $WARMUP --conc \"$CONC\"$([ "$WITH_LITELLM" = 0 ] && echo ' --no-litellm')"
+shown_cmd=${cand_cmd//"$ROOT"\//}
+export MAIN_CMD="./run-anchors.sh --anchors direct,nginx ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\" --candidate aiproxy --candidate-port $BENCH_PORT --candidate-key $BENCH_USER_KEY --candidate-setup 'bash scripts/bench.sh __candidate-setup' --candidate-cmd '$shown_cmd'"
+export LITELLM_CMD="LITELLM_WORKERS=$LITELLM_WORKERS ./run-anchors.sh --anchors litellm,litellm-mi ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
+export RUSTC_VERSION="$(rustc --version)" PROXY_BIN_REL="${PROXY_BIN#"$ROOT"/}"
+python3 - "$OUT" <<'PY'
+import csv, os, re, statistics, sys
+from collections import OrderedDict
+
+out = sys.argv[1]
+env = os.environ
+main_cmd, litellm_cmd = env["MAIN_CMD"], env["LITELLM_CMD"]
+
+def load(path):
+    if not path:
+        return [], ""
+    rows = list(csv.DictReader(open(path)))
+    meta_path = path[:-4] + ".meta"
+    return rows, open(meta_path).read() if os.path.exists(meta_path) else ""
+
+main_rows, main_meta = load(env["MAIN_CSV"])
+lite_rows, lite_meta = load(env.get("LITELLM_CSV", ""))
+groups = OrderedDict()
+for r in main_rows + lite_rows:
+    groups.setdefault((r["anchor"], r["mode"], int(r["conc"])), []).append(r)
+
+def med(anchor, mode, c, key):
+    rs = groups.get((anchor, mode, c))
+    if not rs:
+        return None
+    vals = [float(r[key]) for r in rs if r[key] not in ("", "nan")]
+    return statistics.median(vals) if vals else None
+
+def meta(pattern, text=main_meta, default="?"):
+    m = re.search(pattern, text, re.M)
+    return m.group(1).strip() if m else default
+
+anchors = [a for a in ("direct", "nginx", "aiproxy", "litellm", "litellm-mi")
+           if any(k[0] == a for k in groups)]
+label = {"direct": "direct", "nginx": "nginx", "aiproxy": "**aiproxy**",
+         "litellm": "LiteLLM", "litellm-mi": "LiteLLM (tuned)"}
+concs = [int(c) for c in env["CONC"].split()]
+points = [(m, c) for m in ("json", "stream") for c in concs]
+mode_name = {"json": "non-stream", "stream": "stream"}
+
+def fmt_rps(v): return "—" if v is None else f"{v:.0f}"
+def fmt_ms(v): return "—" if v is None else (f"{v:.2f}" if v < 100 else f"{v:.0f}")
+def fmt_us(v): return "—" if v is None else f"{v:.0f}"
+def ratio(a, b): return "—" if a is None or b in (None, 0) else f"{a / b:.2f}"
+
+L = []
+w = L.append
+dur = lambda a, b: int(env[b]) - int(env[a])
+total = dur("t_start", "t_end")
+w("# Benchmarks")
+w("")
+w("Generated by `scripts/bench.sh`; every figure below comes from its last run. Do not edit by hand:")
+w("run the script again (it rewrites this file).")
+w("")
+w("The same OpenAI chat request, under the same load, on the same machine, in front of the same fake")
+w("Ollama upstream (the shared harness's nginx + Lua server: 413-byte answer, or 20 NDJSON chunks")
+w("plus a final one when streaming; no delay between chunks), through:")
+w("")
+w("- **direct** — straight to the upstream's native `/api/chat` (the floor; no proxy at all);")
+w("- **nginx** — nginx `proxy_pass` to the upstream (pure pass-through: no auth, no accounting, no translation);")
+w("- **aiproxy** — our `proxy-server` (release build) with every feature on: Bearer-key auth, rate limits")
+w("  active (set through `PUT /admin/users/bench/limits` to values no run can reach), the")
+w("  OpenAI ↔ Ollama translation and usage accounting into SQLite;")
+w("- **LiteLLM** — LiteLLM's proxy as shipped (model alias + master key, no database), and **LiteLLM (tuned)**,")
+w("  the same with static `model_info`/zero pricing in its config, which saves it a per-request model-info lookup.")
+w("")
+w(f"Run {meta(r'^date_utc=(.*)$')}, commit `{env['commit'][:12]}`, total wall time {total // 60} min {total % 60} s")
+w(f"(build {dur('t_start', 't_built')} s, installs {dur('t_built', 't_setup')} s, "
+  f"direct + nginx + aiproxy {dur('t_setup', 't_main')} s, LiteLLM {dur('t_main', 't_end')} s).")
+w("")
+w("## Machine")
+w("")
+cpus, cpu_model, mem = meta(r"^cpus=(\S+)"), meta(r"^cpu_model=(.*)$"), meta(r"mem_gib=(\S+)")
+os_name, kernel = meta(r"os=(.*)$"), meta(r"^kernel=(\S+)")
+oha, nginx = meta(r"^oha=(.*?) nginx="), meta(r"nginx=(.*)$")
+litellm_version = meta(r"^litellm=(.*)$", lite_meta) if lite_rows else "not measured"
+up_workers = meta(r"up_workers=(\S+)")
+litellm_workers = meta(r"litellm_workers=(\S+)", lite_meta) if lite_rows else "—"
+w(f"- {cpus} CPUs ({cpu_model}), {mem} GiB RAM; {os_name}, kernel {kernel}; {env['RUSTC_VERSION']}.")
+w(f"- Load generator {oha}; nginx {nginx}; LiteLLM {litellm_version}.")
+w(f"- Upstream and nginx {up_workers} worker processes each; aiproxy's default worker count "
+  f"(one per core); LiteLLM {litellm_workers} worker(s).")
+w("- The load generator, the upstream and the proxy under test share the same cores, so absolute numbers")
+w("  compare only within this run; *proxy CPU µs/req* is the figure least sensitive to that sharing.")
+w("  Before each column the harness waits (up to `QUIET_WAIT` s) for other work on the machine to use")
+w("  under 10 % of the CPUs; the *foreign CPU* column shows how much other work ran during each point.")
+w("")
+w("## How it was measured")
+w("")
+w(f"Per column: {env['WARMUP']} s warm-up at c=10, then each point for {env['DURATION']} s × {env['REPEATS']} "
+  f"repeat{'s (median shown)' if int(env['REPEATS']) > 1 else ''} — short points on shared cores: the")
+w("*req/s per repeat* column under *Every point* shows how much repeats differ. Per point:")
+w("`oha --no-tui --output-format json -w -m POST -H 'Content-Type: application/json' "
+  "-H 'Authorization: Bearer <key>' -D body.json -z <S>s -c <C> <url>`")
+w("(HTTP/1.1 keep-alive, one connection per concurrent worker). Streaming latency is time to last byte.")
+w("*Proxy CPU µs/req* is utime + stime of the proxy's process tree during the point ÷ successful requests")
+w("(for *direct* it is the upstream's own). Request body (`body.json`; `body-stream.json` has `\"stream\":true`):")
+w("`{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a concise assistant.\"},"
+  "{\"role\":\"user\",\"content\":\"Why is the sky blue? Answer in one sentence.\"}],\"stream\":false}`,")
+w("sent to `/api/chat` for *direct* and to `/v1/chat/completions` for the others.")
+w("")
+w("Commands (paths relative to the repository; the script passes absolute ones):")
+w("")
+w("```sh")
+w(env["CMD_LINE"] + "   # this script; it ran, in a copy of shared/bench:")
+w("./setup.sh")
+w(main_cmd)
+if env.get("LITELLM_CSV"):
+    w(litellm_cmd)
+w("```")
+w("")
+
+w("## Results")
+w("")
+w("Throughput (requests/s, higher is better) and the ratios of ours to the anchors:")
+w("")
+w("| mode | conc | " + " | ".join(label[a] for a in anchors) + " | aiproxy ÷ nginx | aiproxy ÷ direct |")
+w("|---|---:|" + "---:|" * len(anchors) + "---:|---:|")
+for m, c in points:
+    vals = {a: med(a, m, c, "rps") for a in anchors}
+    w(f"| {mode_name[m]} | {c} | " + " | ".join(fmt_rps(vals[a]) for a in anchors)
+      + f" | {ratio(vals.get('aiproxy'), vals.get('nginx'))} | {ratio(vals.get('aiproxy'), vals.get('direct'))} |")
+w("")
+w("Latency p50 / p99 in ms (lower is better; streaming: time to last byte) and ours ÷ the anchors:")
+w("")
+w("| mode | conc | " + " | ".join(label[a] for a in anchors)
+  + " | p50 aiproxy ÷ nginx | p99 aiproxy ÷ nginx | p50 aiproxy ÷ direct | p99 aiproxy ÷ direct |")
+w("|---|---:|" + "---:|" * len(anchors) + "---:|---:|---:|---:|")
+for m, c in points:
+    p50 = {a: med(a, m, c, "p50_ms") for a in anchors}
+    p99 = {a: med(a, m, c, "p99_ms") for a in anchors}
+    w(f"| {mode_name[m]} | {c} | " + " | ".join(f"{fmt_ms(p50[a])} / {fmt_ms(p99[a])}" for a in anchors)
+      + f" | {ratio(p50.get('aiproxy'), p50.get('nginx'))} | {ratio(p99.get('aiproxy'), p99.get('nginx'))}"
+      + f" | {ratio(p50.get('aiproxy'), p50.get('direct'))} | {ratio(p99.get('aiproxy'), p99.get('direct'))} |")
+w("")
+w("Proxy CPU per request in µs (the proxy's own processes; *direct* = the upstream's) and ours ÷ nginx:")
+w("")
+w("| mode | conc | " + " | ".join(label[a] for a in anchors) + " | aiproxy ÷ nginx |")
+w("|---|---:|" + "---:|" * len(anchors) + "---:|")
+for m, c in points:
+    cpu = {a: med(a, m, c, "proxy_cpu_us_per_req") for a in anchors}
+    w(f"| {mode_name[m]} | {c} | " + " | ".join(fmt_us(cpu[a]) for a in anchors)
+      + f" | {ratio(cpu.get('aiproxy'), cpu.get('nginx'))} |")
+w("")
+rss = {}
+for text in (main_meta, lite_meta):
+    for kind in ("idle", "peak"):
+        for a, v in re.findall(rf"rss_{kind}_mib\[(.+?)\]=([\d.]+)", text):
+            rss.setdefault(a, {})[kind] = v
+w("Memory (RSS of the proxy's process tree, MiB, idle after start / peak at the end):")
+w("")
+w("| " + " | ".join(label[a] for a in anchors if a in rss) + " |")
+w("|" + "---:|" * sum(1 for a in anchors if a in rss))
+w("| " + " | ".join(f"{rss[a].get('idle', '?')} / {rss[a].get('peak', '?')}" for a in anchors if a in rss) + " |")
+w("")
+w("## Every point")
+w("")
+w("| column | mode | conc | req/s | p50 ms | p99 ms | proxy CPU µs/req | requests | non-200 | foreign CPU % | req/s per repeat |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+for (a, m, c), rs in groups.items():
+    non200 = sum(int(r["non200"]) for r in rs)
+    reqs = sum(int(r["requests"]) for r in rs)
+    foreign = max(float(r["foreign_cpu_pct"] or "nan") for r in rs)
+    runs = " / ".join(f"{float(r['rps']):.0f}" for r in rs)
+    w(f"| {a} | {mode_name[m]} | {c} | {fmt_rps(med(a, m, c, 'rps'))} | {fmt_ms(med(a, m, c, 'p50_ms'))} | "
+      f"{fmt_ms(med(a, m, c, 'p99_ms'))} | {fmt_us(med(a, m, c, 'proxy_cpu_us_per_req'))} | {reqs} | {non200} | "
+      f"{foreign:.0f} | {runs} |")
+w("")
+w("## Checks")
+w("")
+ours_ok = sum(int(r["requests"]) for r in main_rows if r["anchor"] == "aiproxy")
+ours_bad = sum(int(r["non200"]) for r in main_rows if r["anchor"] == "aiproxy")
+w(f"- aiproxy answered {ours_ok} measured requests with 200 and {ours_bad} otherwise. The bench user's limits")
+w(f"  during the run (`proxy-server users show bench`): {env.get('LIMITS_LINE') or 'not read'}.")
+w(f"- Accounting: after the run the database held, for the bench user (`proxy-server users list`: user, key")
+w(f"  prefix, requests, tokens): `{(env.get('USAGE_LINE') or 'not read').replace(chr(9), ' ')}` — this includes the")
+w("  warm-up and the harness's readiness and sample requests, which are not in the measured counts.")
+note = env.get("LITELLM_NOTE", "")
+w(f"- LiteLLM: {note if note else 'measured (see the columns above).'}")
+unexpected = env.get("unexpected", "").strip()
+w(f"- Requests the fake upstream did not expect (wrong path): "
+  f"{'none.' if not unexpected else '`' + ' ; '.join(l.strip() for l in unexpected.splitlines()) + '`'}")
+w("")
+open(out, "w").write("\n".join(L))
+PY
+log "wrote $OUT in $(( (t_end - t_start) / 60 )) min $(( (t_end - t_start) % 60 )) s (harness copy and logs: $WORK)"
