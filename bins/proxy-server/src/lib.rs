@@ -94,11 +94,10 @@ impl Application {
         };
 
         let shared_store: Arc<dyn Store> = Arc::new(store.clone());
-        let state = web::Data::new(AppState::new(
-            shared_store,
-            limiter,
-            settings.api_settings(),
-        ));
+        let state = web::Data::new(
+            AppState::new(shared_store, limiter, settings.api_settings())
+                .with_extra_metrics(writer_metrics(store.clone())),
+        );
         let ollama_config = settings.ollama_config();
         let mut server = HttpServer::new(move || {
             // awc clients are not Send: each worker builds its own (and its own pool).
@@ -181,6 +180,38 @@ const LIMITER_LOOKBACK_MILLIS: i64 = 24 * 60 * 60 * 1000 + 60_000;
 
 /// How often old usage records are purged after the start-up purge.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// The usage writer's queue and commits, for `/metrics` (only the binary knows the store is
+/// SQLite).
+fn writer_metrics(store: SqliteStore) -> aiproxy_api::ExtraMetrics {
+    Arc::new(move |out: &mut String| {
+        use std::fmt::Write as _;
+        let stats = store.writer_stats();
+        let _ = write!(
+            out,
+            "# HELP aiproxy_usage_writer_queue_depth Usage rows waiting for the writer.\n\
+             # TYPE aiproxy_usage_writer_queue_depth gauge\n\
+             aiproxy_usage_writer_queue_depth {}\n\
+             # HELP aiproxy_usage_writer_commits_total Transactions committed by the usage writer.\n\
+             # TYPE aiproxy_usage_writer_commits_total counter\n\
+             aiproxy_usage_writer_commits_total {}\n\
+             # HELP aiproxy_usage_writer_rows_total Usage rows committed.\n\
+             # TYPE aiproxy_usage_writer_rows_total counter\n\
+             aiproxy_usage_writer_rows_total {}\n\
+             # HELP aiproxy_usage_writer_failed_commits_total Transactions that failed (their rows were not saved).\n\
+             # TYPE aiproxy_usage_writer_failed_commits_total counter\n\
+             aiproxy_usage_writer_failed_commits_total {}\n\
+             # HELP aiproxy_usage_writer_last_commit_seconds How long the latest commit took.\n\
+             # TYPE aiproxy_usage_writer_last_commit_seconds gauge\n\
+             aiproxy_usage_writer_last_commit_seconds {}\n",
+            stats.queued,
+            stats.batches_committed,
+            stats.records_committed,
+            stats.batches_failed,
+            stats.last_commit_latency.as_secs_f64(),
+        );
+    })
+}
 
 /// Replays the last day of usage and the lifetime totals into the limiter, so a restart
 /// neither forgets nor double counts.

@@ -170,6 +170,8 @@ async fn metrics_count_requests_tokens_refusals_and_need_the_admin_key() {
         "aiproxy_time_to_first_token_seconds_count 1",
         "aiproxy_upstream_response_seconds_count 2",
         "aiproxy_open_streams 0",
+        "aiproxy_usage_writer_rows_total 2",
+        "aiproxy_usage_writer_queue_depth 0",
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
