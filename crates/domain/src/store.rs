@@ -31,8 +31,8 @@ pub enum StoreError {
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// A pending usage write. It resolves once the record is durable (committed), or with the
-/// reason it could not be.
+/// A pending usage write. It resolves once the record is durable (it survives the process
+/// being killed), or with the reason it could not be made so.
 pub type UsageCommit = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send>>;
 
 /// A page of a listing.
@@ -77,8 +77,9 @@ pub trait UserStore: Send + Sync {
 
 /// Usage records: written once per request, read by the usage API and the rate limiter.
 pub trait UsageStore: Send + Sync {
-    /// Queues a record; the returned future resolves when it is committed. Engines may group
-    /// the records of concurrent requests into one transaction.
+    /// Stores a record; the returned future resolves once it is durable. Engines may journal
+    /// records and batch them into their tables later, as long as every read below sees
+    /// every record whose future has resolved.
     fn record_usage(&self, record: UsageRecord) -> UsageCommit;
     /// A page of records, newest first, with totals over the whole filter.
     fn usage_page(&self, query: &UsageQuery) -> Result<UsagePage, StoreError>;

@@ -79,14 +79,35 @@ pub enum StorageError {
     /// A statement failed (locked, full, read-only or damaged database, …).
     #[error("a database statement failed")]
     Database(#[source] rusqlite::Error),
-    /// The transaction holding a batch of usage records failed; none of them was saved.
-    #[error("committing a batch of {rows} usage records failed; none of them was saved")]
-    UsageBatch {
-        /// How many records the batch held.
-        rows: usize,
-        /// What SQLite said (shared by every record of the batch).
+    /// The usage journal could not be opened, read or started afresh.
+    #[error("cannot use the usage journal {path}")]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// What the operating system said.
         #[source]
-        source: Arc<rusqlite::Error>,
+        source: std::io::Error,
+    },
+    /// A usage record could not be appended to the journal (disk full, file system gone
+    /// read-only, …): it was not saved.
+    #[error("writing a usage record to the journal failed; it was not saved")]
+    JournalWrite(#[source] std::io::Error),
+    /// Another process (a running server) owns this database's usage journal, so this store
+    /// cannot record usage.
+    #[error("another process owns this database's usage journal")]
+    JournalInUse,
+    /// The store was opened read-only.
+    #[error("the store is read-only")]
+    ReadOnly,
+    /// Journaled records cannot be moved into the database (it is failing), so they pile up:
+    /// reads that need them, and new records past a bound, are refused until it recovers.
+    #[error("{records} usage records are waiting for the database, which is failing")]
+    UsageBacklog {
+        /// How many records wait.
+        records: usize,
+        /// What SQLite said on the latest attempt.
+        #[source]
+        last_failure: Option<Arc<rusqlite::Error>>,
     },
     /// The store was closed (or its writer thread stopped), so usage can no longer be written.
     #[error("the usage writer has stopped; the store is closed")]

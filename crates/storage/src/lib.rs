@@ -5,9 +5,10 @@
 //! HTTP, rate-limit arithmetic (that is `aiproxy-ratelimit`, which only reads usage events
 //! from here to rebuild its windows) or keys in clear (callers hash them with
 //! `aiproxy_domain::ApiKey::hash`). Methods block: call them from a blocking thread pool.
-//! Usage records are the exception on the write side: [`SqliteStore`] hands them to one
-//! writer thread that commits whatever has queued up in a single transaction, and the future
-//! `record_usage` returns resolves once that commit is done.
+//! Usage records are the exception on the write side: `record_usage` appends the record to a
+//! journal file beside the database (`<database>-usage`) and returns an already-resolved
+//! future; a writer thread moves journaled records into SQLite in large transactions, and
+//! every read of usage first waits for what is pending, so reads never trail the journal.
 //!
 //! ```
 //! use aiproxy_domain::{ApiKey, NewUser, RateLimits, UnixMillis, UserId, UserStore};
@@ -37,6 +38,7 @@
 
 mod connection;
 mod error;
+mod journal;
 mod schema;
 mod sql;
 mod store;

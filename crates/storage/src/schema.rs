@@ -73,6 +73,15 @@ const MIGRATIONS: &[&str] = &[
         total_tokens      INTEGER NOT NULL
     );
     "#,
+    // 2: the usage journal's position, moved with every batch of records it hands over.
+    r#"
+    CREATE TABLE usage_journal (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        generation     INTEGER NOT NULL,
+        ingested_bytes INTEGER NOT NULL
+    );
+    INSERT INTO usage_journal (id, generation, ingested_bytes) VALUES (1, 0, 0);
+    "#,
 ];
 
 /// The schema version this build writes and reads.
@@ -158,7 +167,14 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
         assert_eq!(
             table_names(&conn),
-            ["api_keys", "rate_limits", "usage", "user_totals", "users"]
+            [
+                "api_keys",
+                "rate_limits",
+                "usage",
+                "usage_journal",
+                "user_totals",
+                "users"
+            ]
         );
     }
 

@@ -26,9 +26,13 @@ pub struct StoreOptions {
     /// `Unavailable`. Default 3 s, so an exhausted pool is an error rather than a long hang;
     /// zero is taken as 1 ms.
     pub connection_timeout: Duration,
-    /// The most usage records the writer puts in one transaction. Default 1024; 0 is taken
-    /// as 1 (one record per transaction, which is only useful as a benchmark baseline).
+    /// The most journaled usage records moved into the database in one transaction; reaching
+    /// it also starts a move at once. Default 1024; 0 is taken as 1.
     pub max_batch_records: usize,
+    /// How long a journaled usage record may wait before it is moved into the database.
+    /// Reads of usage never see the wait (they move what is pending first); it only bounds
+    /// how much a restart has to replay. Default 50 ms.
+    pub ingest_interval: Duration,
     /// Open the file read-only: nothing is created or migrated (the schema must already be
     /// current), and every write answers `Unavailable`. For reporting tools and tests.
     /// Default `false`.
@@ -42,6 +46,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             connection_timeout: Duration::from_secs(3),
             max_batch_records: 1024,
+            ingest_interval: Duration::from_millis(50),
             read_only: false,
         }
     }
@@ -137,7 +142,16 @@ impl SqliteStore {
             .build(manager)
             .map_err(StorageError::Pool)?;
 
-        let writer = UsageWriter::start(writer_conn, options.max_batch_records)?;
+        let writer = if options.read_only {
+            UsageWriter::refusing(|| StorageError::ReadOnly)
+        } else {
+            UsageWriter::start(
+                path,
+                writer_conn,
+                options.max_batch_records,
+                options.ingest_interval,
+            )?
+        };
         tracing::debug!(path = %path.display(), read_only = options.read_only, "opened the database");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -159,8 +173,8 @@ impl SqliteStore {
         self.inner.writer.stats()
     }
 
-    /// Stops the usage writer for every clone: commits every record already queued, then
-    /// joins its thread. Afterwards `record_usage` and `ping` answer `Unavailable`; the other
+    /// Stops the usage writer for every clone: moves every journaled record into the
+    /// database, then joins its thread. Afterwards `record_usage` and `ping` answer `Unavailable`; the other
     /// methods keep working, so requests still draining can read. Calling it twice is fine.
     pub fn close(&self) {
         self.inner.writer.stop();
@@ -168,6 +182,15 @@ impl SqliteStore {
 
     pub(crate) fn conn(&self) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
         self.inner.pool.get().map_err(pool)
+    }
+
+    /// A pooled connection that sees every usage record journaled before the call: for reads
+    /// of usage or totals, and for deletes that must take journaled records with them.
+    pub(crate) fn conn_with_usage(
+        &self,
+    ) -> Result<PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.inner.writer.flush()?;
+        self.conn()
     }
 
     pub(crate) fn writer(&self) -> &UsageWriter {
@@ -181,7 +204,7 @@ impl Store for SqliteStore {
     /// without changing anything. Also fails once the usage writer has stopped. It does not
     /// detect a full disk (nothing is written).
     fn ping(&self) -> Result<(), StoreError> {
-        if !self.inner.writer.is_running() {
+        if self.inner.writer.has_stopped() {
             return Err(unavailable(StorageError::WriterStopped));
         }
         let mut conn = self.conn()?;

@@ -32,7 +32,7 @@ impl UsageStore for SqliteStore {
 
     fn usage_page(&self, query: &UsageQuery) -> Result<UsagePage, StoreError> {
         let filter = UsageWhere::new(&query.filter);
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with_usage()?;
         // One read transaction, so the totals and the page describe the same moment.
         let tx = conn.transaction().map_err(db)?;
         let totals = tx
@@ -96,7 +96,7 @@ impl UsageStore for SqliteStore {
             },
             filter.sql,
         );
-        let conn = self.conn()?;
+        let conn = self.conn_with_usage()?;
         conn.prepare_cached(&sql)
             .and_then(|mut stmt| {
                 stmt.query_map(params_from_iter(&filter.params), |row| {
@@ -118,7 +118,7 @@ impl UsageStore for SqliteStore {
         sink: &mut dyn FnMut(UsageRecord) -> bool,
     ) -> Result<(), StoreError> {
         let filter = UsageWhere::new(filter);
-        let conn = self.conn()?;
+        let conn = self.conn_with_usage()?;
         let mut stmt = conn
             .prepare(&format!(
                 "SELECT {USAGE_COLUMNS} FROM usage {} ORDER BY created_at, id",
@@ -135,7 +135,7 @@ impl UsageStore for SqliteStore {
     }
 
     fn usage_events_since(&self, since: UnixMillis) -> Result<Vec<UsageEvent>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn_with_usage()?;
         conn.prepare_cached(
             "SELECT user_id, created_at, total_tokens FROM usage
              WHERE created_at >= ?1 ORDER BY created_at, id",
@@ -155,7 +155,7 @@ impl UsageStore for SqliteStore {
 
     /// Every user, in id order, with zero for those who never used anything.
     fn lifetime_tokens(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn_with_usage()?;
         conn.prepare_cached(
             "SELECT u.id, COALESCE(t.total_tokens, 0) FROM users u
              LEFT JOIN user_totals t ON t.user_id = u.id ORDER BY u.id",
@@ -171,7 +171,7 @@ impl UsageStore for SqliteStore {
     /// with a large purge. If a chunk fails, the chunks before it stay deleted (running the
     /// call again finishes the job). Lifetime totals are kept apart and never change here.
     fn delete_usage_before(&self, before: UnixMillis) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with_usage()?;
         let mut deleted: u64 = 0;
         loop {
             let tx = conn

@@ -165,12 +165,12 @@ impl UserStore for SqliteStore {
     }
 
     fn get_user(&self, id: &UserId) -> Result<User, StoreError> {
-        let conn = self.conn()?;
+        let conn = self.conn_with_usage()?;
         fetch_user(&conn, id)
     }
 
     fn list_users(&self, page: Page) -> Result<(Vec<UserSummary>, u64), StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with_usage()?;
         // One read transaction, so the count and the page describe the same moment.
         let tx = conn.transaction().map_err(db)?;
         let count = tx
@@ -230,7 +230,7 @@ impl UserStore for SqliteStore {
 
     /// `NotFound` when the user does not exist.
     fn delete_user(&self, id: &UserId) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with_usage()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
@@ -248,7 +248,7 @@ impl UserStore for SqliteStore {
     }
 
     fn delete_all_users(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.conn_with_usage()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;

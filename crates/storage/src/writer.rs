@@ -1,51 +1,68 @@
-//! The usage writer: one thread, one connection, group commit.
+//! The usage writer: every record goes to a journal file first, and into SQLite soon after.
 //!
-//! Every `record_usage` call sends its record down a channel. The writer takes everything
-//! queued (up to a cap), writes it in one transaction, commits, and only then tells each
-//! caller. No timer is needed for batches to form: while one transaction commits, the next
-//! records queue up, so the batch size follows the load by itself.
+//! `record_usage` appends the record as one line to the journal (`<database>-usage`) and is
+//! done as soon as that write returns: from then on the record survives the process being
+//! killed, which is what a SQLite commit with `synchronous=NORMAL` promised too, for one small
+//! `write` instead of a transaction that rewrites five 4 KiB pages and wakes the caller from
+//! another thread. An ingest thread moves journaled records into SQLite in large
+//! transactions: every `ingest_interval`, as soon as `max_batch_records` wait, or when a
+//! reader asks ([`UsageWriter::flush`]: every read of usage flushes first, so nobody reads
+//! behind the journal). The transaction that inserts records also stores how far into the
+//! journal it got, so a restart replays exactly the lines not yet ingested; once everything
+//! is ingested the journal is cut back to its header.
+//!
+//! A write that fails (disk full, file system gone read-only) is reported to the caller, and
+//! the torn line is cut off again, so no record is ever said to be saved that is not.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aiproxy_domain::{StoreError, UsageCommit, UsageRecord};
-use futures_channel::oneshot;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::StorageError;
-use crate::error::{not_found, unavailable};
+use crate::error::unavailable;
+use crate::journal;
 use crate::sql::to_sql_int;
+
+/// Journaled records waiting for SQLite beyond which new records are refused: the database
+/// has been failing for a while, and memory must stay bounded. About 30 MB of records.
+const MAX_BACKLOG: usize = 200_000;
+
+/// Once everything is ingested, a journal longer than this is cut back to its header.
+const ROTATE_BYTES: u64 = 1 << 20;
 
 /// What the usage writer has done so far, for metrics. Counters only grow; the `last_*`
 /// fields describe the most recent batch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Records handed to `record_usage` that the writer has not picked up yet.
+    /// Records in the journal that are not in the database yet.
     pub queued: u64,
     /// Transactions committed.
     pub batches_committed: u64,
     /// Records saved by those transactions.
     pub records_committed: u64,
-    /// Records refused because their user no longer exists (deleted while the request ran).
+    /// Records dropped because their user no longer exists (deleted while the request ran).
     pub records_rejected: u64,
-    /// Transactions that failed; none of their records was saved.
+    /// Transactions that failed; their records stay in the journal and are tried again.
     pub batches_failed: u64,
     /// How many records the most recent batch held.
     pub last_batch_records: u64,
     /// How long the most recent batch took, from `BEGIN` to the end of `COMMIT`.
     pub last_commit_latency: Duration,
     /// Time spent writing batches so far (committed or failed). Its growth over wall time is
-    /// how busy the writer is: near 100 % means records queue faster than they commit.
+    /// how busy the writer is: near 100 % means records arrive faster than they commit.
     pub busy_time: Duration,
 }
 
 #[derive(Debug, Default)]
 struct Counters {
-    queued: AtomicU64,
     batches_committed: AtomicU64,
     records_committed: AtomicU64,
     records_rejected: AtomicU64,
@@ -55,96 +72,224 @@ struct Counters {
     busy_nanos: AtomicU64,
 }
 
-struct PendingRecord {
-    record: UsageRecord,
-    done: oneshot::Sender<Result<(), StoreError>>,
+/// The journal file and the records in it that SQLite does not have yet.
+#[derive(Debug)]
+struct Journal {
+    file: File,
+    generation: u64,
+    /// Bytes in the file: where the next line starts.
+    len: u64,
+    /// Records not yet ingested, oldest first, each with the offset just past its line.
+    pending: VecDeque<(UsageRecord, u64)>,
+    /// Records ever appended, and how many of them are ingested: a flush waits until the
+    /// second reaches what the first was when it asked.
+    appended: u64,
+    ingested: u64,
+    /// Failed ingest attempts so far, and the latest failure.
+    failures: u64,
+    last_failure: Option<Arc<rusqlite::Error>>,
+    flush_requested: bool,
+    stopping: bool,
+    /// Set by the ingest thread when it exits.
+    stopped: bool,
 }
 
-/// The handle the store keeps on its writer thread.
+#[derive(Debug)]
+struct Shared {
+    journal: Mutex<Journal>,
+    /// Wakes the ingest thread.
+    work: Condvar,
+    /// Wakes readers waiting in `flush`.
+    ingested: Condvar,
+    counters: Counters,
+    max_batch_records: usize,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The handle the store keeps on its journal and ingest thread.
 #[derive(Debug)]
 pub(crate) struct UsageWriter {
-    // `None` once the store is closed; dropping the sender is what tells the thread to finish.
-    sender: RwLock<Option<mpsc::Sender<PendingRecord>>>,
+    /// `None` when the store cannot write usage (read-only, or another process owns the
+    /// journal); the reason is what `submit` answers.
+    shared: Option<Arc<Shared>>,
+    refusal: fn() -> StorageError,
     thread: Mutex<Option<JoinHandle<()>>>,
-    counters: Arc<Counters>,
+}
+
+/// The journal that goes with a database file.
+pub(crate) fn journal_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push("-usage");
+    PathBuf::from(name)
 }
 
 impl UsageWriter {
-    /// Starts the writer thread, which owns `conn` from now on.
-    pub(crate) fn start(conn: Connection, max_batch_records: usize) -> Result<Self, StorageError> {
-        let (sender, receiver) = mpsc::channel();
-        let counters = Arc::new(Counters::default());
-        let thread_counters = Arc::clone(&counters);
+    /// A writer that refuses every record: for read-only stores.
+    pub(crate) fn refusing(refusal: fn() -> StorageError) -> Self {
+        Self {
+            shared: None,
+            refusal,
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Opens the journal next to `database`, moves what a previous run left in it into the
+    /// database through `conn`, and starts the ingest thread, which owns `conn` from then on.
+    ///
+    /// When another process holds the journal (a server is running while the CLI opens the
+    /// same database), the writer refuses records instead: only one process may append.
+    pub(crate) fn start(
+        database: &Path,
+        mut conn: Connection,
+        max_batch_records: usize,
+        ingest_interval: Duration,
+    ) -> Result<Self, StorageError> {
+        let path = journal_path(database);
+        let journal_error = |source| StorageError::Journal {
+            path: path.clone(),
+            source,
+        };
+        let mut file = File::options()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(journal_error)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::debug!(path = %path.display(), "another process owns the usage journal");
+                return Ok(Self::refusing(|| StorageError::JournalInUse));
+            }
+            Err(std::fs::TryLockError::Error(source)) => return Err(journal_error(source)),
+        }
+        let generation = replay(&mut conn, &mut file, &path)?;
+        let counters = Counters::default();
+        let shared = Arc::new(Shared {
+            journal: Mutex::new(Journal {
+                len: journal::header(generation).len() as u64,
+                file,
+                generation,
+                pending: VecDeque::new(),
+                appended: 0,
+                ingested: 0,
+                failures: 0,
+                last_failure: None,
+                flush_requested: false,
+                stopping: false,
+                stopped: false,
+            }),
+            work: Condvar::new(),
+            ingested: Condvar::new(),
+            counters,
+            max_batch_records: max_batch_records.max(1),
+        });
+        let thread_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("aiproxy-usage-writer".into())
-            .spawn(move || {
-                run(conn, &receiver, max_batch_records.max(1), &thread_counters);
-            })
+            .spawn(move || run(conn, &thread_shared, ingest_interval))
             .map_err(StorageError::SpawnWriter)?;
         Ok(Self {
-            sender: RwLock::new(Some(sender)),
+            shared: Some(shared),
+            refusal: || StorageError::WriterStopped,
             thread: Mutex::new(Some(thread)),
-            counters,
         })
     }
 
-    /// Queues a record; the future resolves once its batch is committed.
+    /// Appends a record to the journal; the returned future is already resolved.
     pub(crate) fn submit(&self, record: UsageRecord) -> UsageCommit {
-        let (done, committed) = oneshot::channel();
-        let queued = {
-            let sender = self.sender.read().unwrap_or_else(PoisonError::into_inner);
-            match sender.as_ref() {
-                Some(sender) => {
-                    // Counted before sending so that the writer's decrement never comes first.
-                    self.counters.queued.fetch_add(1, Ordering::Relaxed);
-                    let sent = sender.send(PendingRecord { record, done }).is_ok();
-                    if !sent {
-                        self.counters.queued.fetch_sub(1, Ordering::Relaxed);
-                    }
-                    sent
-                }
-                None => false,
-            }
+        Box::pin(std::future::ready(self.append(record)))
+    }
+
+    fn append(&self, record: UsageRecord) -> Result<(), StoreError> {
+        let Some(shared) = &self.shared else {
+            return Err(unavailable((self.refusal)()));
         };
-        if !queued {
-            return Box::pin(std::future::ready(Err(unavailable(
-                StorageError::WriterStopped,
-            ))));
+        let line = journal::encode(&record);
+        let mut journal = shared.lock();
+        if journal.stopping {
+            return Err(unavailable(StorageError::WriterStopped));
         }
-        Box::pin(async move {
-            match committed.await {
-                Ok(outcome) => outcome,
-                // The writer went away without answering (it panicked): nothing is promised.
-                Err(oneshot::Canceled) => Err(unavailable(StorageError::WriterStopped)),
+        if journal.pending.len() >= MAX_BACKLOG {
+            return Err(unavailable(StorageError::UsageBacklog {
+                records: journal.pending.len(),
+                last_failure: journal.last_failure.clone(),
+            }));
+        }
+        if let Err(source) = journal.file.write_all(&line) {
+            // Part of the line may be in the file; cut it off so the next line starts clean
+            // and a restart does not find half a record.
+            let len = journal.len;
+            if let Err(error) = journal.file.set_len(len) {
+                tracing::error!(%error, "could not cut a torn line off the usage journal");
             }
-        })
+            return Err(unavailable(StorageError::JournalWrite(source)));
+        }
+        journal.len += line.len() as u64;
+        journal.appended += 1;
+        let end = journal.len;
+        journal.pending.push_back((record, end));
+        if journal.pending.len() == shared.max_batch_records {
+            shared.work.notify_one();
+        }
+        Ok(())
     }
 
-    /// Whether records can still be queued.
-    pub(crate) fn is_running(&self) -> bool {
-        let running = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .is_some_and(|thread| !thread.is_finished());
-        running
-            && self
-                .sender
-                .read()
+    /// Waits until every record appended before the call is in the database. Returns at once
+    /// when nothing is pending; fails when the ingest attempt that should have covered them
+    /// fails (the records stay journaled).
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let mut journal = shared.lock();
+        let target = journal.appended;
+        let failures_before = journal.failures;
+        while journal.ingested < target {
+            if journal.failures > failures_before {
+                let source = journal.last_failure.clone();
+                return Err(unavailable(StorageError::UsageBacklog {
+                    records: journal.pending.len(),
+                    last_failure: source,
+                }));
+            }
+            if journal.stopped {
+                return Err(unavailable(StorageError::WriterStopped));
+            }
+            journal.flush_requested = true;
+            shared.work.notify_one();
+            journal = shared
+                .ingested
+                .wait_timeout(journal, Duration::from_millis(100))
                 .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
+                .0;
+        }
+        Ok(())
     }
 
-    /// Stops accepting records, waits until every queued one is committed (or failed), and
-    /// joins the thread. Calling it again does nothing.
+    /// Whether this writer was started and has stopped since (a store that never could
+    /// write usage, read-only or without the journal, has not "stopped").
+    pub(crate) fn has_stopped(&self) -> bool {
+        let Some(shared) = &self.shared else {
+            return false;
+        };
+        let journal = shared.lock();
+        journal.stopping || journal.stopped
+    }
+
+    /// Stops accepting records, moves every journaled one into the database (as far as it
+    /// can), and joins the thread. Calling it again does nothing.
     pub(crate) fn stop(&self) {
-        drop(
-            self.sender
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        shared.lock().stopping = true;
+        shared.work.notify_one();
         let thread = self
             .thread
             .lock()
@@ -158,9 +303,12 @@ impl UsageWriter {
     }
 
     pub(crate) fn stats(&self) -> WriterStats {
-        let c = &self.counters;
+        let Some(shared) = &self.shared else {
+            return WriterStats::default();
+        };
+        let c = &shared.counters;
         WriterStats {
-            queued: c.queued.load(Ordering::Relaxed),
+            queued: shared.lock().pending.len() as u64,
             batches_committed: c.batches_committed.load(Ordering::Relaxed),
             records_committed: c.records_committed.load(Ordering::Relaxed),
             records_rejected: c.records_rejected.load(Ordering::Relaxed),
@@ -178,80 +326,180 @@ impl Drop for UsageWriter {
     }
 }
 
-fn run(
-    mut conn: Connection,
-    receiver: &mpsc::Receiver<PendingRecord>,
-    max_batch_records: usize,
-    counters: &Counters,
-) {
-    // Capped: the option may be huge ("no limit"), and the vector grows when needed anyway.
-    let mut batch = Vec::with_capacity(max_batch_records.min(4096));
-    // `recv` keeps returning queued records after the last sender is gone, so closing the
-    // store flushes everything before the loop ends.
-    while let Ok(first) = receiver.recv() {
-        batch.push(first);
-        while batch.len() < max_batch_records {
-            match receiver.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+/// Moves the records a previous run journaled but did not ingest into the database, then
+/// starts the file afresh. Returns the new file's generation.
+fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, StorageError> {
+    let journal_error = |source| StorageError::Journal {
+        path: path.to_owned(),
+        source,
+    };
+    let (ingested_generation, ingested_len): (u64, u64) = conn
+        .query_row(
+            "SELECT generation, ingested_bytes FROM usage_journal WHERE id = 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)),
+        )
+        .optional()
+        .map_err(StorageError::Database)?
+        .map_or((0, 0), |(g, l)| {
+            (u64::try_from(g).unwrap_or(0), u64::try_from(l).unwrap_or(0))
+        });
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0)).map_err(journal_error)?;
+    file.read_to_end(&mut bytes).map_err(journal_error)?;
+    let contents = journal::read(&bytes, |generation| {
+        (generation == ingested_generation).then_some(ingested_len)
+    });
+    if contents.unreadable > 0 {
+        tracing::warn!(
+            path = %path.display(),
+            lines = contents.unreadable,
+            "the usage journal had damaged lines; they were skipped"
+        );
+    }
+    let file_generation = contents.generation.unwrap_or(0);
+    let next_generation = file_generation.max(ingested_generation) + 1;
+    if !contents.records.is_empty() {
+        let records: Vec<&UsageRecord> = contents.records.iter().map(|(r, _)| r).collect();
+        write_batch(conn, &records, file_generation, contents.complete_len)
+            .map_err(StorageError::Database)?;
+        tracing::info!(
+            records = records.len(),
+            "recorded the usage a previous run had journaled but not yet saved"
+        );
+    }
+    restart_file(file, next_generation).map_err(journal_error)?;
+    Ok(next_generation)
+}
+
+/// Cuts the journal back to a header of a new generation. Only called when the database has
+/// every record in it, so a crash at any point here loses nothing: an empty or new-generation
+/// file holds no line the database has.
+fn restart_file(file: &mut File, generation: u64) -> std::io::Result<()> {
+    file.set_len(0)?;
+    file.write_all(&journal::header(generation))
+}
+
+fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
+    let mut journal = shared.lock();
+    loop {
+        let due = Instant::now() + interval;
+        while !journal.stopping
+            && !journal.flush_requested
+            && journal.pending.len() < shared.max_batch_records
+        {
+            let now = Instant::now();
+            if now >= due && !journal.pending.is_empty() {
+                break;
             }
+            let wait = if journal.pending.is_empty() {
+                interval
+            } else {
+                due.saturating_duration_since(now)
+            };
+            journal = shared
+                .work
+                .wait_timeout(journal, wait)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
-        counters
-            .queued
-            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        journal.flush_requested = false;
+        if journal.pending.is_empty() {
+            if journal.stopping {
+                break;
+            }
+            continue;
+        }
+        let take = journal.pending.len().min(shared.max_batch_records);
+        let batch: Vec<(UsageRecord, u64)> = journal.pending.drain(..take).collect();
+        let generation = journal.generation;
+        // The lock is not held while SQLite works: requests keep appending meanwhile.
+        drop(journal);
 
+        let through = batch.last().map_or(0, |(_, end)| *end);
+        let records: Vec<&UsageRecord> = batch.iter().map(|(r, _)| r).collect();
         let started = Instant::now();
-        let outcome = write_batch(&mut conn, &batch);
-        let latency = started.elapsed();
-        let latency_nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        counters
-            .last_commit_nanos
-            .store(latency_nanos, Ordering::Relaxed);
-        counters
-            .busy_nanos
-            .fetch_add(latency_nanos, Ordering::Relaxed);
-        counters
-            .last_batch_records
-            .store(batch.len() as u64, Ordering::Relaxed);
+        let outcome = write_batch(&mut conn, &records, generation, through);
+        note_batch(&shared.counters, started.elapsed(), records.len(), &outcome);
+        drop(records);
 
+        journal = shared.lock();
         match outcome {
-            Ok(saved) => {
-                let n_saved = saved.iter().filter(|s| **s).count() as u64;
-                counters.batches_committed.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .records_committed
-                    .fetch_add(n_saved, Ordering::Relaxed);
-                counters
-                    .records_rejected
-                    .fetch_add(batch.len() as u64 - n_saved, Ordering::Relaxed);
-                for (pending, saved) in batch.drain(..).zip(saved) {
-                    let answer = if saved {
-                        Ok(())
-                    } else {
-                        Err(not_found("user", pending.record.user_id.as_str()))
-                    };
-                    // The caller may have stopped waiting; the record is saved regardless.
-                    let _ = pending.done.send(answer);
+            Ok(_) => {
+                journal.ingested += batch.len() as u64;
+                if journal.pending.is_empty() && journal.len > ROTATE_BYTES {
+                    let next = journal.generation + 1;
+                    match restart_file(&mut journal.file, next) {
+                        Ok(()) => {
+                            journal.generation = next;
+                            journal.len = journal::header(next).len() as u64;
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "could not restart the usage journal");
+                            // Whatever is in the file now, its end is where lines go next.
+                            journal.len = journal.file.metadata().map_or(journal.len, |m| m.len());
+                        }
+                    }
                 }
             }
             Err(error) => {
-                counters.batches_failed.fetch_add(1, Ordering::Relaxed);
-                let rows = batch.len();
-                tracing::error!(rows, error = %error, "a batch of usage records could not be committed");
-                let source = Arc::new(error);
-                for pending in batch.drain(..) {
-                    let _ = pending.done.send(Err(unavailable(StorageError::UsageBatch {
-                        rows,
-                        source: Arc::clone(&source),
-                    })));
+                tracing::error!(rows = batch.len(), %error, "usage records could not be moved into the database; they stay journaled");
+                for item in batch.into_iter().rev() {
+                    journal.pending.push_front(item);
                 }
+                journal.failures += 1;
+                journal.last_failure = Some(Arc::new(error));
+                if journal.stopping {
+                    // One more try happened already; the journal keeps the rest for next time.
+                    shared.ingested.notify_all();
+                    break;
+                }
+                // Not straight back into a failing database: wait for the next interval.
+                shared.ingested.notify_all();
+                journal = shared
+                    .work
+                    .wait_timeout(journal, interval)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                continue;
             }
+        }
+        shared.ingested.notify_all();
+    }
+    journal.stopped = true;
+    shared.ingested.notify_all();
+}
+
+fn note_batch(
+    counters: &Counters,
+    took: Duration,
+    records: usize,
+    outcome: &rusqlite::Result<usize>,
+) {
+    let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+    counters.last_commit_nanos.store(nanos, Ordering::Relaxed);
+    counters.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
+    counters
+        .last_batch_records
+        .store(records as u64, Ordering::Relaxed);
+    match outcome {
+        Ok(saved) => {
+            counters.batches_committed.fetch_add(1, Ordering::Relaxed);
+            counters
+                .records_committed
+                .fetch_add(*saved as u64, Ordering::Relaxed);
+            counters
+                .records_rejected
+                .fetch_add((records - saved) as u64, Ordering::Relaxed);
+        }
+        Err(_) => {
+            counters.batches_failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
-// The EXISTS guard makes a record of a user deleted meanwhile insert nothing (reported as
-// NotFound to its caller alone) instead of failing the foreign key and with it the whole batch.
+// The EXISTS guard makes a record of a user deleted meanwhile insert nothing instead of
+// failing the foreign key and with it the whole batch.
 const INSERT_USAGE: &str = "
     INSERT INTO usage (request_id, user_id, model, endpoint, prompt_tokens, completion_tokens,
                        total_tokens, status, duration_ms, created_at)
@@ -280,16 +528,20 @@ struct BatchTotals {
     total_tokens: u64,
 }
 
-/// Writes the batch in one transaction. Returns, per record, whether it was saved (`false`:
-/// its user no longer exists).
-fn write_batch(conn: &mut Connection, batch: &[PendingRecord]) -> rusqlite::Result<Vec<bool>> {
+/// Writes the records in one transaction, with the journal position they reach. Returns how
+/// many were saved (the others' users no longer exist).
+fn write_batch(
+    conn: &mut Connection,
+    batch: &[&UsageRecord],
+    generation: u64,
+    journal_through: u64,
+) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut saved = Vec::with_capacity(batch.len());
+    let mut saved = 0;
     let mut totals: HashMap<&str, BatchTotals> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_USAGE)?;
-        for pending in batch {
-            let r = &pending.record;
+        for r in batch {
             let inserted = insert.execute(params![
                 r.request_id,
                 r.user_id.as_str(),
@@ -302,8 +554,8 @@ fn write_batch(conn: &mut Connection, batch: &[PendingRecord]) -> rusqlite::Resu
                 to_sql_int(r.duration_ms),
                 r.created_at.0,
             ])? == 1;
-            saved.push(inserted);
             if inserted {
+                saved += 1;
                 let sums = totals.entry(r.user_id.as_str()).or_default();
                 sums.requests = sums.requests.saturating_add(1);
                 sums.prompt_tokens = sums.prompt_tokens.saturating_add(r.prompt_tokens);
@@ -321,6 +573,11 @@ fn write_batch(conn: &mut Connection, batch: &[PendingRecord]) -> rusqlite::Resu
                 to_sql_int(sums.total_tokens),
             ])?;
         }
+        tx.prepare_cached(
+            "INSERT INTO usage_journal (id, generation, ingested_bytes) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET generation = ?1, ingested_bytes = ?2",
+        )?
+        .execute(params![to_sql_int(generation), to_sql_int(journal_through)])?;
     }
     tx.commit()?;
     Ok(saved)

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
 
 mod failures;
+mod journal;
 mod migrations;
 mod secrets;
 mod support;

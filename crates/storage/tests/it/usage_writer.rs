@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use aiproxy_domain::{Page, Store, StoreError, UsageFilter, UsageQuery, UsageStore, UserStore};
+use aiproxy_domain::{Page, Store, UsageFilter, UsageQuery, UsageStore, UserStore};
 use aiproxy_storage::{StorageError, StoreOptions};
 
 use crate::support::{T0, TestDb, block_on, new_user, record, uid, unavailable_cause};
@@ -68,34 +68,28 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
     assert_eq!(stats.queued, 0);
     assert_eq!(stats.batches_failed, 0);
     assert!(
-        stats.batches_committed < rows,
-        "no batching happened: {} transactions for {rows} records",
+        stats.batches_committed * 10 < rows,
+        "little batching happened: {} transactions for {rows} records",
         stats.batches_committed
     );
 }
 
 #[test]
-fn a_record_for_a_missing_user_is_refused_alone() {
+fn a_record_for_a_missing_user_is_dropped_alone() {
     let db = TestDb::new();
     let store = db.open();
     store.create_user(new_user("alice").0).unwrap();
-    // Queued together, so they most likely share a batch; the outcome is the same if not.
-    let good = store.record_usage(record("alice", "m", T0, 1, 1));
-    let orphan = store.record_usage(record("ghost", "m", T0, 1, 1));
-    let good_too = store.record_usage(record("alice", "m", T0.plus_millis(1), 1, 1));
-    block_on(good).unwrap();
-    assert!(matches!(
-        block_on(orphan),
-        Err(StoreError::NotFound { entity: "user", ref id }) if id == "ghost"
-    ));
-    block_on(good_too).unwrap();
+    // Journaled together, so they share a batch.
+    block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
+    block_on(store.record_usage(record("ghost", "m", T0, 1, 1))).unwrap();
+    block_on(store.record_usage(record("alice", "m", T0.plus_millis(1), 1, 1))).unwrap();
     assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 4)]);
     assert_eq!(store.writer_stats().records_rejected, 1);
     assert_eq!(store.writer_stats().records_committed, 2);
 }
 
 #[test]
-fn closing_commits_everything_queued_then_refuses_new_records() {
+fn closing_saves_everything_journaled_then_refuses_new_records() {
     let db = TestDb::new();
     let store = db.open();
     store.create_user(new_user("alice").0).unwrap();
@@ -123,7 +117,7 @@ fn closing_commits_everything_queued_then_refuses_new_records() {
 }
 
 #[test]
-fn dropping_the_last_clone_commits_what_is_queued() {
+fn dropping_the_last_clone_saves_what_is_journaled() {
     let db = TestDb::new();
     let store = db.open();
     store.create_user(new_user("alice").0).unwrap();
@@ -150,12 +144,10 @@ fn a_batch_size_of_one_writes_one_transaction_per_record() {
         })
         .unwrap();
     store.create_user(new_user("alice").0).unwrap();
-    let pending: Vec<_> = (0..20)
-        .map(|i| store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 0)))
-        .collect();
-    for commit in pending {
-        block_on(commit).unwrap();
+    for i in 0..20 {
+        block_on(store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 0))).unwrap();
     }
+    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 20)]);
     let stats = store.writer_stats();
     assert_eq!(stats.batches_committed, 20);
     assert_eq!(stats.last_batch_records, 1);
