@@ -42,6 +42,11 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             None,
         ));
     }
+    // Tracking the path is a third of the parse's cost on the request path (perf, see
+    // docs/benchmarks.md), so only a body that failed is parsed again to find the field.
+    if let Ok(value) = serde_json::from_slice(bytes) {
+        return Ok(value);
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
