@@ -1,7 +1,6 @@
 //! `POST /v1/chat/completions`: the hot path.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -106,7 +105,7 @@ pub async fn chat_completions(
         };
         let stream = SseStream {
             gauge: StreamGauge::open(&state),
-            upstream: Box::pin(upstream),
+            upstream: Some(upstream),
             accounting: Some(accounting),
             writer: ChatChunkWriter::new(
                 completion_id,
@@ -199,7 +198,8 @@ struct SseStream {
     /// Counts this stream in `aiproxy_open_streams` while it lives.
     #[expect(dead_code, reason = "held for its Drop")]
     gauge: StreamGauge,
-    upstream: Pin<Box<ChatStream>>,
+    /// Taken when the answer is complete, to hand the connection back to the pool.
+    upstream: Option<ChatStream>,
     accounting: Option<Accounting>,
     writer: ChatChunkWriter,
 }
@@ -215,9 +215,18 @@ impl SseStream {
     /// The next bytes to send, or `None` when the stream is over.
     async fn next_event(&mut self) -> Option<Bytes> {
         loop {
-            let accounting = self.accounting.as_mut()?;
-            match self.upstream.next().await {
-                Some(Ok(chunk)) if chunk.done => return Some(self.finish(chunk).await),
+            let (Some(accounting), Some(upstream)) =
+                (self.accounting.as_mut(), self.upstream.as_mut())
+            else {
+                return None;
+            };
+            match upstream.next().await {
+                Some(Ok(chunk)) if chunk.done => {
+                    if let Some(upstream) = self.upstream.take() {
+                        upstream.release();
+                    }
+                    return Some(self.finish(chunk).await);
+                }
                 Some(Ok(chunk)) => {
                     let mut out = Vec::new();
                     if let Some(message) = chunk.message {

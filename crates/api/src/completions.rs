@@ -1,7 +1,6 @@
 //! `POST /v1/completions` (the legacy text API) → Ollama's `/api/generate`.
 
 use std::convert::Infallible;
-use std::pin::Pin;
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
@@ -221,7 +220,7 @@ pub async fn completions(
             .unwrap_or(false);
         let sse = TextSse {
             gauge: StreamGauge::open(&state),
-            upstream: Box::pin(stream),
+            upstream: Some(stream),
             accounting: Some(accounting),
             id,
             model: request.model,
@@ -271,7 +270,8 @@ struct TextSse {
     /// Counts this stream in `aiproxy_open_streams` while it lives.
     #[expect(dead_code, reason = "held for its Drop")]
     gauge: StreamGauge,
-    upstream: Pin<Box<GenerateStream>>,
+    /// Taken when the answer is complete, to hand the connection back to the pool.
+    upstream: Option<GenerateStream>,
     accounting: Option<Accounting>,
     id: String,
     model: String,
@@ -290,8 +290,12 @@ impl TextSse {
     async fn next_event(&mut self) -> Option<Bytes> {
         loop {
             self.accounting.as_ref()?;
-            match self.upstream.next().await {
+            let upstream = self.upstream.as_mut()?;
+            match upstream.next().await {
                 Some(Ok(chunk)) if chunk.done => {
+                    if let Some(upstream) = self.upstream.take() {
+                        upstream.release();
+                    }
                     let mut out = Vec::new();
                     if !chunk.response.is_empty() {
                         self.write(&mut out, Some(chunk.response), None, None);

@@ -1,6 +1,7 @@
 //! Newline-delimited JSON: a push decoder that turns arbitrary byte chunks into lines, and the
 //! stream that drives it from an HTTP body.
 
+use futures_util::StreamExt as _;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -289,6 +290,21 @@ impl<T: StreamItem> NdjsonStream<T> {
             idle_deadline_armed: true,
             state: StreamState::Streaming,
             _item: PhantomData,
+        }
+    }
+
+    /// Lets go of the stream. Once the `done` item has been taken, the end of the body is read
+    /// in the background (it follows at once; at most the 1 s grace), so the connection goes
+    /// back to awc's pool instead of being closed and the caller need not wait for it. Before
+    /// `done`, this is a plain drop: the connection closes and Ollama stops generating.
+    ///
+    /// Spawns onto the current actix worker (a tokio `LocalSet`), like every client method.
+    pub fn release(mut self)
+    where
+        T: 'static,
+    {
+        if self.state == StreamState::Done && self.body.is_some() {
+            tokio::task::spawn_local(async move { while self.next().await.is_some() {} });
         }
     }
 

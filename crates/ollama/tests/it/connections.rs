@@ -60,3 +60,73 @@ async fn finished_streams_give_their_connection_back_to_the_pool() {
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
+
+#[actix_web::test]
+async fn a_stream_released_after_done_gives_its_connection_back_in_the_background() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let server = HttpServer::new(|| App::new().route("/api/chat", web::post().to(chat)))
+        .on_connect(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let address = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+
+    let client = OllamaClient::new(&OllamaConfig {
+        base_url: format!("http://{address}"),
+        ..OllamaConfig::default()
+    });
+    let request = ChatRequest {
+        model: "m".into(),
+        ..ChatRequest::default()
+    };
+    for _ in 0..3 {
+        let mut stream = client.chat_stream(&request).await.unwrap();
+        // Take items up to `done`, as the proxy does, and not a poll more.
+        while let Some(item) = stream.next().await {
+            if item.unwrap().done {
+                break;
+            }
+        }
+        stream.release();
+        // The body's end comes 30 ms after `done`; the background read takes it.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
+}
+
+#[actix_web::test]
+async fn a_stream_released_before_done_closes_its_connection() {
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    let server = HttpServer::new(|| App::new().route("/api/chat", web::post().to(chat)))
+        .on_connect(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+    let address = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+
+    let client = OllamaClient::new(&OllamaConfig {
+        base_url: format!("http://{address}"),
+        ..OllamaConfig::default()
+    });
+    let request = ChatRequest {
+        model: "m".into(),
+        ..ChatRequest::default()
+    };
+    for _ in 0..2 {
+        let mut stream = client.chat_stream(&request).await.unwrap();
+        assert!(!stream.next().await.unwrap().unwrap().done);
+        stream.release();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+}
