@@ -2,9 +2,10 @@
 //! while many requests are in flight, restarted on the same database, and every answer a
 //! client fully received must be in the usage table as `ok`.
 //!
-//! This holds because the server commits a request's usage row before it sends the end of
-//! the answer (the whole JSON body, or the stream's `data: [DONE]`), and a committed SQLite
-//! transaction survives the death of the process.
+//! This holds because the server journals a request's usage row (one `write` to the
+//! `-usage` file beside the database) before it sends the end of the answer (the whole JSON
+//! body, or the stream's `data: [DONE]`), a finished `write` survives the death of the
+//! process, and the restart moves what the journal holds into SQLite.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,100 +15,23 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiproxy_ollama_sim::{OllamaSim, SimConfig};
 use serde_json::{Value, json};
+use support::{ADMIN_KEY, Proxy, wait_for_log};
 
-const ADMIN_KEY: &str = "crash-test-admin-key-0123456789";
+mod support;
+
 const TOTAL_REQUESTS: usize = 200;
 const IN_FLIGHT: usize = 64;
 /// The kill comes once this many answers were fully received, so the test always checks a
 /// real set of answers, with more still in flight.
 const KILL_AFTER_RECEIVED: usize = 40;
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A running `proxy-server` process with its log lines as they arrive.
-struct Proxy {
-    child: Child,
-    address: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proxy {
-    /// Starts the binary on `db` in front of `ollama` and waits until it logs its address.
-    async fn start(db: &Path, ollama: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy-server"))
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("DATABASE_PATH", db)
-            .env("HOST", "127.0.0.1")
-            .env("PORT", "0")
-            .env("WORKERS", "2")
-            .env("ADMIN_API_KEY", ADMIN_KEY)
-            .env("OLLAMA_BASE_URL", ollama)
-            .env("USAGE_RETENTION_DAYS", "30")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&log);
-        // Drained to the end on its own thread: a full pipe would block the server's logging.
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let line = wait_for_log(&log, &mut child, "aiproxy listening").await;
-        let entry: Value = serde_json::from_str(&line).unwrap();
-        let address = entry["fields"]["address"].as_str().unwrap().to_owned();
-        Self {
-            child,
-            address,
-            log,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.address, path)
-    }
-}
-
-impl Drop for Proxy {
-    /// A failed assertion must not leave the server running; after a normal end the process
-    /// has exited already and this does nothing.
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls the log until a line contains `needle`, failing if the process exits first.
-async fn wait_for_log(log: &Mutex<Vec<String>>, child: &mut Child, needle: &str) -> String {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(line) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-            return line.clone();
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("proxy-server exited ({status}) before logging `{needle}`");
-        }
-        assert!(Instant::now() < deadline, "no `{needle}` in the log");
-        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Every other request streams, so both ways of ending an answer are checked.
 fn is_streamed(index: usize) -> bool {
@@ -176,7 +100,7 @@ async fn every_answer_received_before_a_sigkill_is_in_the_usage_table() {
     let sim = OllamaSim::start(sim_config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db");
-    let mut first = Proxy::start(&db, &sim.base_url()).await;
+    let mut first = Proxy::start(&db, &sim.base_url(), None).await;
 
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -262,7 +186,7 @@ async fn every_answer_received_before_a_sigkill_is_in_the_usage_table() {
     );
     assert!(received.len() >= KILL_AFTER_RECEIVED);
 
-    let mut second = Proxy::start(&db, &sim.base_url()).await;
+    let mut second = Proxy::start(&db, &sim.base_url(), None).await;
     let mut usage = client
         .get(second.url("/admin/users/crash/usage?limit=1000"))
         .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))

@@ -152,7 +152,12 @@ async fn metrics_count_requests_tokens_refusals_and_need_the_admin_key() {
     assert_eq!(app.chat_stream(&key, &body).await.status, 200);
     app.chat(&key, &body).await.expect_error(429);
     // Rows reach SQLite from the journal a few milliseconds later; a usage read waits for them.
-    assert_eq!(app.usage_of("met").await["records"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        app.usage_of("met").await["records"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 
     app.get("/metrics", None).await.expect_error(401);
     let reply = app.get("/metrics", Some(aiproxy_e2e::ADMIN_KEY)).await;
