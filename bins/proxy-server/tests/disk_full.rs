@@ -41,8 +41,7 @@ async fn chat(client: &awc::Client, proxy: &Proxy, key: &str, stream: bool) -> (
         let last = text
             .lines()
             .filter_map(|l| l.strip_prefix("data: "))
-            .filter(|l| *l != "[DONE]")
-            .last()
+            .rfind(|l| *l != "[DONE]")
             .unwrap_or("null")
             .to_owned();
         let mut event: Value = serde_json::from_str(&last).unwrap();
