@@ -85,10 +85,14 @@ cp -rf "$SHARED/." "$H/"
 chmod -R u+w "$H"
 log "harness copy: $H"
 
-log "building proxy-server (release)"
-cargo build --release --locked -q -p proxy-server
+log "building proxy-server, its pass-through floor, the simulator and the load tester (release)"
+cargo build --release --locked -q -p proxy-server -p proxy-loadtest -p aiproxy-ollama-sim --bins
+cargo build --release --locked -q -p proxy-server --example passthrough_floor
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export PROXY_BIN="$target_dir/release/proxy-server"
+FLOOR_BIN="$target_dir/release/examples/passthrough_floor"
+SIM_BIN="$target_dir/release/ollama-sim"
+LOADTEST_BIN="$target_dir/release/proxy-loadtest"
 t_built=$(date +%s)
 
 log "installing what is missing (setup.sh; log: $WORK/setup.log)"
@@ -124,6 +128,20 @@ before=$(newest_csv)
 MAIN_CSV=$(newest_csv); [ "$MAIN_CSV" != "$before" ] || { echo "no results from the main run" >&2; exit 1; }
 t_main=$(date +%s)
 
+# The floor of our HTTP stack, measured the same way: actix-web + awc forwarding bytes,
+# nothing else (bins/proxy-server/examples/passthrough_floor.rs).
+log "measuring the actix-web + awc floor (log: $WORK/run-floor.log)"
+floor_cmd="env HOST=127.0.0.1 PORT=\$BENCH_PORT OLLAMA_BASE_URL=\$OLLAMA_BASE_URL $FLOOR_BIN"
+before=$(newest_csv)
+FLOOR_CSV=""
+if (cd "$H" && ./run-anchors.sh --anchors "" "${common[@]}" --candidate floor --candidate-port 21600 \
+      --candidate-key unused --candidate-cmd "$floor_cmd") > "$WORK/run-floor.log" 2>&1; then
+  FLOOR_CSV=$(newest_csv); [ "$FLOOR_CSV" != "$before" ] || FLOOR_CSV=""
+else
+  tail -20 "$WORK/run-floor.log" >&2; log "the floor run failed; the doc says so"
+fi
+t_floor=$(date +%s)
+
 # Accounting really ran: what the database recorded for the bench user over the whole run.
 USAGE_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
   "$PROXY_BIN" users list 2>&1 | grep -E '^bench\b' || true)
@@ -141,6 +159,99 @@ if [ -z "$LITELLM_NOTE" ]; then
   fi
   LITELLM_CSV=$(newest_csv); [ "$LITELLM_CSV" != "$before" ] || LITELLM_CSV=""
 fi
+t_litellm=$(date +%s)
+
+# Memory with 2,000 open streams, and start-up on a database of a million usage rows. Our
+# simulator is the upstream here: its per-token delay keeps the streams open.
+rss_kib() { awk '/^VmRSS:/{print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+start_proxy() { # start_proxy DB PORT OLLAMA_URL -> pid in $proxy_pid
+  env HOST=127.0.0.1 PORT="$2" OLLAMA_BASE_URL="$3" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$1" \
+    OLLAMA_MAX_CONNECTIONS=4096 RUST_LOG=warn "$PROXY_BIN" > "$WORK/extra-proxy.log" 2>&1 &
+  proxy_pid=$!
+}
+stop_pid() { kill -TERM "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+EXTRA_PORT=21710 SIM_PORT=21711 STREAMS=2000
+"$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --workers 2 --token-delay-ms 100 > "$WORK/extra-sim.log" 2>&1 &
+sim_pid=$!
+streams_db="$WORK/streams.db"; rm -f "$streams_db"*
+HOST=127.0.0.1 PORT=$EXTRA_PORT ADMIN_API_KEY=$BENCH_ADMIN_KEY DATABASE_PATH=$streams_db \
+  "$PROXY_BIN" users create streams --unlimited --api-key "$BENCH_USER_KEY" > /dev/null
+start_proxy "$streams_db" $EXTRA_PORT "http://127.0.0.1:$SIM_PORT"
+for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$EXTRA_PORT/health" && break; sleep 0.1; done
+sleep 1
+RSS_IDLE_KIB=$(rss_kib $proxy_pid)
+log "memory with $STREAMS open streams (100 ms per token)"
+prompt=$(printf 'w%d ' $(seq 1 40))
+"$LOADTEST_BIN" --url "http://127.0.0.1:$EXTRA_PORT" --key "$BENCH_USER_KEY" --stream --prompt "$prompt" \
+  --concurrency $STREAMS --threads 2 --duration 20s --timeout 60s --json > "$WORK/streams.json" 2> "$WORK/streams.err" &
+lt_pid=$!
+RSS_PEAK_KIB=0 OPEN_PEAK=0
+while kill -0 $lt_pid 2>/dev/null; do
+  r=$(rss_kib $proxy_pid); [ "$r" -gt "$RSS_PEAK_KIB" ] && RSS_PEAK_KIB=$r
+  o=$(curl -s -H "Authorization: Bearer $BENCH_ADMIN_KEY" "http://127.0.0.1:$EXTRA_PORT/metrics" \
+      | awk '$1=="aiproxy_open_streams"{print int($2)}')
+  [ -n "$o" ] && [ "$o" -gt "$OPEN_PEAK" ] && OPEN_PEAK=$o
+  sleep 0.5
+done
+wait $lt_pid || true
+sleep 2
+RSS_AFTER_KIB=$(rss_kib $proxy_pid)
+STREAMS_SUMMARY=$(python3 - "$WORK/streams.json" <<'SUMMARY' 2>/dev/null || echo "load test output unreadable: $(head -c 300 "$WORK/streams.err")"
+import json, sys
+d = json.load(open(sys.argv[1]))
+ttft = (d.get("time_to_first_token_ms") or {}).get("p50")
+errors = ", ".join(f"{k}: {v}" for k, v in (d.get("errors") or {}).items()) or "no errors"
+print(f"{d['successes']} streams completed, {d['failures']} failed ({errors}); time to first token p50 {ttft} ms")
+SUMMARY
+)
+stop_pid $proxy_pid
+stop_pid $sim_pid
+
+log "start-up on a database of a million usage rows"
+"$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --workers 2 > "$WORK/extra-sim.log" 2>&1 &
+sim_pid=$!
+big_db="$WORK/big.db"; rm -f "$big_db"*
+HOST=127.0.0.1 PORT=$EXTRA_PORT ADMIN_API_KEY=$BENCH_ADMIN_KEY DATABASE_PATH=$big_db \
+  "$PROXY_BIN" users create big --unlimited --api-key "$BENCH_USER_KEY" > /dev/null
+python3 - "$big_db" <<'SEED'
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1])
+now = int(time.time() * 1000)
+span = 30 * 86_400_000          # a month of traffic; the last day (~33k rows) feeds the rate windows
+rows = 1_000_000
+def gen():
+    for i in range(rows):
+        at = now - span + i * span // rows
+        yield (f"seed-{i}", "big", "llama3.2", "chat.completions", 20, 30, 50, "ok", 100, at)
+db.execute("BEGIN")
+db.executemany("INSERT INTO usage (request_id, user_id, model, endpoint, prompt_tokens, completion_tokens,"
+               " total_tokens, status, duration_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)", gen())
+db.execute("INSERT INTO user_totals VALUES ('big', ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+           " requests = excluded.requests, prompt_tokens = excluded.prompt_tokens,"
+           " completion_tokens = excluded.completion_tokens, total_tokens = excluded.total_tokens",
+           (rows, 20 * rows, 30 * rows, 50 * rows))
+db.commit()
+db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+db.close()
+SEED
+STARTUP_MS=""
+for _ in 1 2 3; do
+  t0=$(date +%s%N)
+  start_proxy "$big_db" $EXTRA_PORT "http://127.0.0.1:$SIM_PORT"
+  for _ in $(seq 1 2000); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $BENCH_USER_KEY" \
+      -H 'Content-Type: application/json' -d '{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}' \
+      "http://127.0.0.1:$EXTRA_PORT/v1/chat/completions" 2>/dev/null || true)
+    [ "$code" = 200 ] && break
+    sleep 0.005
+  done
+  t1=$(date +%s%N)
+  STARTUP_MS="$STARTUP_MS $(( (t1 - t0) / 1000000 ))"
+  stop_pid $proxy_pid
+done
+BIG_ROWS=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from usage").fetchone()[0])' "$big_db")
+stop_pid $sim_pid
+rm -f "$big_db"* "$streams_db"*
 t_end=$(date +%s)
 
 unexpected=""
@@ -156,8 +267,9 @@ if [ -f .git/HEAD ]; then
 fi
 
 mkdir -p "$(dirname "$OUT")"
-export MAIN_CSV LITELLM_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
-  t_start t_built t_setup t_main t_end
+export MAIN_CSV LITELLM_CSV FLOOR_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
+  t_start t_built t_setup t_main t_floor t_litellm t_end STREAMS RSS_IDLE_KIB RSS_PEAK_KIB RSS_AFTER_KIB OPEN_PEAK \
+  STREAMS_SUMMARY STARTUP_MS BIG_ROWS
 export CMD_LINE="scripts/bench.sh --duration $DURATION --repeats $REPEATS --warmup $WARMUP --conc \"$CONC\"$([ "$WITH_LITELLM" = 0 ] && echo ' --no-litellm')"
 shown_cmd=${cand_cmd//"$ROOT"\//}
 export MAIN_CMD="./run-anchors.sh --anchors direct,nginx ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\" --candidate aiproxy --candidate-port $BENCH_PORT --candidate-key $BENCH_USER_KEY --candidate-setup 'bash scripts/bench.sh __candidate-setup' --candidate-cmd '$shown_cmd'"
@@ -180,8 +292,9 @@ def load(path):
 
 main_rows, main_meta = load(env["MAIN_CSV"])
 lite_rows, lite_meta = load(env.get("LITELLM_CSV", ""))
+floor_rows, floor_meta = load(env.get("FLOOR_CSV", ""))
 groups = OrderedDict()
-for r in main_rows + lite_rows:
+for r in main_rows + floor_rows + lite_rows:
     groups.setdefault((r["anchor"], r["mode"], int(r["conc"])), []).append(r)
 
 def med(anchor, mode, c, key):
@@ -195,9 +308,9 @@ def meta(pattern, text=main_meta, default="?"):
     m = re.search(pattern, text, re.M)
     return m.group(1).strip() if m else default
 
-anchors = [a for a in ("direct", "nginx", "aiproxy", "litellm", "litellm-mi")
+anchors = [a for a in ("direct", "nginx", "floor", "aiproxy", "litellm", "litellm-mi")
            if any(k[0] == a for k in groups)]
-label = {"direct": "direct", "nginx": "nginx", "aiproxy": "**aiproxy**",
+label = {"direct": "direct", "nginx": "nginx", "floor": "actix+awc floor", "aiproxy": "**aiproxy**",
          "litellm": "LiteLLM", "litellm-mi": "LiteLLM (tuned)"}
 concs = [int(c) for c in env["CONC"].split()]
 points = [(m, c) for m in ("json", "stream") for c in concs]
@@ -226,12 +339,16 @@ w("- **nginx** — nginx `proxy_pass` to the upstream (pure pass-through: no aut
 w("- **aiproxy** — our `proxy-server` (release build) with every feature on: Bearer-key auth, rate limits")
 w("  active (set through `PUT /admin/users/bench/limits` to values no run can reach), the")
 w("  OpenAI ↔ Ollama translation and usage accounting into SQLite;")
+w("- **actix+awc floor** — `bins/proxy-server/examples/passthrough_floor.rs`: actix-web in front, awc behind,")
+w("  the body forwarded unchanged and nothing else. What our stack costs before any feature; measured in")
+w("  a second harness invocation right after the first (same upstream, same load);")
 w("- **LiteLLM** — LiteLLM's proxy as shipped (model alias + master key, no database), and **LiteLLM (tuned)**,")
 w("  the same with static `model_info`/zero pricing in its config, which saves it a per-request model-info lookup.")
 w("")
 w(f"Run {meta(r'^date_utc=(.*)$')}, commit `{env['commit'][:12]}`, total wall time {total // 60} min {total % 60} s")
 w(f"(build {dur('t_start', 't_built')} s, installs {dur('t_built', 't_setup')} s, "
-  f"direct + nginx + aiproxy {dur('t_setup', 't_main')} s, LiteLLM {dur('t_main', 't_end')} s).")
+  f"direct + nginx + aiproxy {dur('t_setup', 't_main')} s, floor {dur('t_main', 't_floor')} s, "
+  f"LiteLLM {dur('t_floor', 't_litellm')} s, memory and start-up {dur('t_litellm', 't_end')} s).")
 w("")
 w("## Machine")
 w("")
@@ -317,6 +434,26 @@ w("")
 w("| " + " | ".join(label[a] for a in anchors if a in rss) + " |")
 w("|" + "---:|" * sum(1 for a in anchors if a in rss))
 w("| " + " | ".join(f"{rss[a].get('idle', '?')} / {rss[a].get('peak', '?')}" for a in anchors if a in rss) + " |")
+w("")
+w("## Memory with open streams, and start-up on a big database")
+w("")
+kib = lambda k: f"{int(k) / 1024:.1f}"
+w(f"Our simulator (`ollama-sim --token-delay-ms 100`) behind `proxy-server`, and `proxy-loadtest --stream "
+  f"--concurrency {env['STREAMS']} --threads 2 --duration 20s` with a 40-word prompt (streams of about 4 s) "
+  f"against it (`OLLAMA_MAX_CONNECTIONS=4096`, so every stream has its upstream connection):")
+w("")
+w("| idle after start | peak during the run | 2 s after the run | most streams open at once (`aiproxy_open_streams`) |")
+w("|---:|---:|---:|---:|")
+w(f"| {kib(env['RSS_IDLE_KIB'])} MiB | {kib(env['RSS_PEAK_KIB'])} MiB | {kib(env['RSS_AFTER_KIB'])} MiB | {env['OPEN_PEAK']} |")
+w("")
+w(f"Load test: {env['STREAMS_SUMMARY']}.")
+w("")
+starts = [int(x) for x in env["STARTUP_MS"].split()]
+w(f"Start-up to the first answered chat completion, on a database of {int(env['BIG_ROWS']):,} usage rows "
+  "(one month of traffic for one user, seeded with Python's sqlite3; the last day, about 33,000 rows, "
+  "rebuilds the rate-limit windows at start): from the process start until a `POST /v1/chat/completions` "
+  f"polled every 5 ms answers 200, three starts: {', '.join(f'{x} ms' for x in starts)} "
+  f"(median {statistics.median(starts):.0f} ms).")
 w("")
 w("## Every point")
 w("")
