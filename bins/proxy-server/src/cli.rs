@@ -80,7 +80,12 @@ fn execute(args: &[String], settings: &Settings) -> Result<String, CliError> {
     let (command, rest) = rest
         .split_first()
         .ok_or_else(|| CliError::Usage("missing a users command".into()))?;
-    let store = SqliteStore::open(&settings.database_path, StoreOptions::default())
+    // Beside a running server: users can be managed, usage is the server's to record.
+    let options = StoreOptions {
+        share_usage_journal: true,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(&settings.database_path, options)
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let result = match command.as_str() {
         "create" => create(&store, rest),

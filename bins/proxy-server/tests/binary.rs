@@ -138,7 +138,8 @@ fn bad_configuration_exits_with_a_clear_message() {
 #[test]
 fn the_server_starts_serves_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = proxy(&dir.path().join("serve.db"))
+    let db = dir.path().join("serve.db");
+    let mut child = proxy(&db)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -164,6 +165,19 @@ fn the_server_starts_serves_and_stops_cleanly_on_sigterm() {
     assert!(root.starts_with("HTTP/1.1 200"), "{root}");
     let health = get(&address, "/health");
     assert!(health.contains("\"ollama\":\"unreachable\""), "{health}");
+
+    // A second server on the same database stops at once with the reason; the admin CLI
+    // works beside the running one.
+    let second = proxy(&db).output().unwrap();
+    assert!(!second.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(said.contains("another process"), "{said}");
+    let cli = proxy(&db).args(["users", "list"]).output().unwrap();
+    assert!(cli.status.success(), "{cli:?}");
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -94,7 +94,10 @@ pub enum StorageError {
     JournalWrite(#[source] std::io::Error),
     /// Another process (a running server) owns this database's usage journal, so this store
     /// cannot record usage.
-    #[error("another process owns this database's usage journal")]
+    #[error(
+        "another process (a running aiproxy server?) is recording usage in this database; \
+         stop it first, or point this one at another database"
+    )]
     JournalInUse,
     /// The store was opened read-only.
     #[error("the store is read-only")]

@@ -37,6 +37,12 @@ pub struct StoreOptions {
     /// current), and every write answers `Unavailable`. For reporting tools and tests.
     /// Default `false`.
     pub read_only: bool,
+    /// What to do when another process (a running server) owns the database's usage journal:
+    /// `false` (the default) fails the open with [`StorageError::JournalInUse`], so a second
+    /// server on the same file stops at once; `true` opens a store that reads and changes
+    /// users but answers `record_usage` with `Unavailable`, for admin tools run beside a
+    /// server.
+    pub share_usage_journal: bool,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +54,7 @@ impl Default for StoreOptions {
             max_batch_records: 1024,
             ingest_interval: Duration::from_millis(50),
             read_only: false,
+            share_usage_journal: false,
         }
     }
 }
@@ -150,6 +157,7 @@ impl SqliteStore {
                 writer_conn,
                 options.max_batch_records,
                 options.ingest_interval,
+                options.share_usage_journal,
             )?
         };
         tracing::debug!(path = %path.display(), read_only = options.read_only, "opened the database");

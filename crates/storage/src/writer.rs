@@ -141,13 +141,15 @@ impl UsageWriter {
     /// Opens the journal next to `database`, moves what a previous run left in it into the
     /// database through `conn`, and starts the ingest thread, which owns `conn` from then on.
     ///
-    /// When another process holds the journal (a server is running while the CLI opens the
-    /// same database), the writer refuses records instead: only one process may append.
+    /// Only one process may append: when another holds the journal (a server is running
+    /// while the CLI opens the same database), this fails with `JournalInUse`, or, when
+    /// `share` is set, returns a writer that refuses records.
     pub(crate) fn start(
         database: &Path,
         mut conn: Connection,
         max_batch_records: usize,
         ingest_interval: Duration,
+        share: bool,
     ) -> Result<Self, StorageError> {
         let path = journal_path(database);
         let journal_error = |source| StorageError::Journal {
@@ -162,10 +164,11 @@ impl UsageWriter {
             .map_err(journal_error)?;
         match file.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
+            Err(std::fs::TryLockError::WouldBlock) if share => {
                 tracing::debug!(path = %path.display(), "another process owns the usage journal");
                 return Ok(Self::refusing(|| StorageError::JournalInUse));
             }
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StorageError::JournalInUse),
             Err(std::fs::TryLockError::Error(source)) => return Err(journal_error(source)),
         }
         let generation = replay(&mut conn, &mut file, &path)?;

@@ -140,13 +140,24 @@ fn closing_ingests_everything_and_leaves_only_a_header_in_the_journal() {
 }
 
 #[test]
-fn a_second_store_on_the_same_file_reads_but_cannot_record_usage() {
+fn a_second_server_is_refused_and_an_admin_tool_reads_without_recording_usage() {
     let db = TestDb::new();
     let server = db.open();
     server.create_user(new_user("alice").0).unwrap();
     block_on(server.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
 
-    let cli = db.open();
+    // A second server is refused outright...
+    assert!(matches!(
+        db.open_with(StoreOptions::default()),
+        Err(StorageError::JournalInUse)
+    ));
+    // ...an admin tool may share the file, without recording usage.
+    let cli = db
+        .open_with(StoreOptions {
+            share_usage_journal: true,
+            ..StoreOptions::default()
+        })
+        .unwrap();
     let cause = unavailable_cause(block_on(cli.record_usage(record("alice", "m", T0, 1, 1))));
     assert!(matches!(cause, StorageError::JournalInUse), "{cause:?}");
     // It sees what the owner has ingested (the owner's read asks for it first).
