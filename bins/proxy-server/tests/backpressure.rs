@@ -8,7 +8,6 @@
     reason = "test code: a failure is a failed test"
 )]
 
-use std::process::Command;
 use std::time::Duration;
 
 use aiproxy_ollama_sim::{OllamaSim, SimConfig};
@@ -43,21 +42,16 @@ async fn a_client_that_stops_reading_keeps_the_proxys_memory_bounded() {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(60))
         .finish();
-    let mut created = client
-        .post(proxy.url("/admin/users"))
-        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
-        .send_json(&json!({
-            "user_id": "slow",
-            // No token limit, so no completion budget cuts the long answer short.
-            "limits": {"tokens_per_minute": null, "tokens_per_day": null},
-        }))
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let key = created.json::<Value>().await.unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key = proxy
+        .create_user(
+            &client,
+            json!({
+                "user_id": "slow",
+                // No token limit, so no completion budget cuts the long answer short.
+                "limits": {"tokens_per_minute": null, "tokens_per_day": null},
+            }),
+        )
+        .await;
     let chat = |text: String, stream: bool| {
         client
             .post(proxy.url("/v1/chat/completions"))
@@ -128,11 +122,6 @@ async fn a_client_that_stops_reading_keeps_the_proxys_memory_bounded() {
     assert!(billed > 0 && billed < WORDS as u64, "{row}");
     assert_eq!(chat("next".into(), false).await.unwrap().status(), 200);
 
-    let stopped = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(proxy.child.wait().unwrap().success());
+    proxy.stop();
     sim.stop().await;
 }

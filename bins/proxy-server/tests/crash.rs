@@ -15,7 +15,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::process::Command;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,23 +104,20 @@ async fn every_answer_received_before_a_sigkill_is_in_the_usage_table() {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
-    let mut created = client
-        .post(first.url("/admin/users"))
-        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
-        .send_json(&json!({
-            "user_id": "crash",
-            "limits": {
-                "requests_per_minute": null,
-                "requests_per_day": null,
-                "tokens_per_minute": null,
-                "tokens_per_day": null,
-            },
-        }))
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let created: Value = created.json().await.unwrap();
-    let key = created["api_key"].as_str().unwrap().to_owned();
+    let key = first
+        .create_user(
+            &client,
+            json!({
+                "user_id": "crash",
+                "limits": {
+                    "requests_per_minute": null,
+                    "requests_per_day": null,
+                    "tokens_per_minute": null,
+                    "tokens_per_day": null,
+                },
+            }),
+        )
+        .await;
 
     let progress = Rc::new(Progress::default());
     let proxy_url = first.url("");
@@ -222,11 +218,6 @@ async fn every_answer_received_before_a_sigkill_is_in_the_usage_table() {
     // The restarted server also read USAGE_RETENTION_DAYS from its environment.
     let log = Arc::clone(&second.log);
     wait_for_log(&log, &mut second.child, "usage retention: deleted").await;
-    let stopped = Command::new("kill")
-        .args(["-TERM", &second.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(second.child.wait().unwrap().success());
+    second.stop();
     sim.stop().await;
 }

@@ -9,7 +9,6 @@
     reason = "test code: a failure is a failed test"
 )]
 
-use std::process::Command;
 use std::time::Duration;
 
 use aiproxy_ollama_sim::{OllamaSim, SimConfig};
@@ -53,15 +52,6 @@ async fn chat(client: &awc::Client, proxy: &Proxy, key: &str, stream: bool) -> (
     (status, body)
 }
 
-fn stop(proxy: &mut Proxy) {
-    let stopped = Command::new("kill")
-        .args(["-TERM", &proxy.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(proxy.child.wait().unwrap().success());
-}
-
 #[actix_web::test]
 async fn a_full_disk_turns_into_503s_and_loses_no_answered_row() {
     let sim = OllamaSim::start(SimConfig::default()).await.unwrap();
@@ -73,18 +63,13 @@ async fn a_full_disk_turns_into_503s_and_loses_no_answered_row() {
 
     // A first start without the limit creates the database and the user.
     let mut proxy = Proxy::start(&db, &sim.base_url(), None).await;
-    let mut created = client
-        .post(proxy.url("/admin/users"))
-        .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
-        .send_json(&json!({"user_id": "full", "limits": {"requests_per_minute": null}}))
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let key = created.json::<Value>().await.unwrap()["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    stop(&mut proxy);
+    let key = proxy
+        .create_user(
+            &client,
+            json!({"user_id": "full", "limits": {"requests_per_minute": null}}),
+        )
+        .await;
+    proxy.stop();
 
     let mut proxy = Proxy::start(&db, &sim.base_url(), Some(FILE_SIZE_LIMIT)).await;
     let mut answered = 0;
@@ -118,7 +103,7 @@ async fn a_full_disk_turns_into_503s_and_loses_no_answered_row() {
     );
     // Refused again, and the server itself stays up (health says the database is down).
     assert!(chat(&client, &proxy, &key, false).await.0 == 503);
-    stop(&mut proxy);
+    proxy.stop();
 
     // Room again: every answered request has its row, the refused ones have none.
     let mut proxy = Proxy::start(&db, &sim.base_url(), None).await;
@@ -134,6 +119,6 @@ async fn a_full_disk_turns_into_503s_and_loses_no_answered_row() {
     assert_eq!(rows.len(), answered, "rows: {usage}");
     assert!(rows.iter().all(|r| r["status"] == "ok"));
     assert_eq!(chat(&client, &proxy, &key, false).await.0, 200);
-    stop(&mut proxy);
+    proxy.stop();
     sim.stop().await;
 }

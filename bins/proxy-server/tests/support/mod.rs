@@ -70,6 +70,29 @@ impl Proxy {
         }
     }
 
+    /// Creates a user through the admin API and returns its key.
+    pub async fn create_user(&self, client: &awc::Client, body: Value) -> String {
+        let mut created = client
+            .post(self.url("/admin/users"))
+            .insert_header(("Authorization", format!("Bearer {ADMIN_KEY}")))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap();
+        created["api_key"].as_str().unwrap().to_owned()
+    }
+
+    /// SIGTERM, and the exit status must be 0.
+    pub fn stop(&mut self) {
+        let stopped = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(stopped.success());
+        assert!(self.child.wait().unwrap().success());
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.address, path)
     }

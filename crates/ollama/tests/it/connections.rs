@@ -30,8 +30,8 @@ async fn chat(_request: web::Bytes) -> HttpResponse {
         .streaming(body)
 }
 
-#[actix_web::test]
-async fn finished_streams_give_their_connection_back_to_the_pool() {
+/// Starts the upstream above, counting the TCP connections it accepts, and a client for it.
+fn counting_upstream() -> (OllamaClient, Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
     let server = HttpServer::new(|| App::new().route("/api/chat", web::post().to(chat)))
@@ -44,11 +44,16 @@ async fn finished_streams_give_their_connection_back_to_the_pool() {
         .unwrap();
     let address = server.addrs()[0];
     actix_web::rt::spawn(server.run());
-
     let client = OllamaClient::new(&OllamaConfig {
         base_url: format!("http://{address}"),
         ..OllamaConfig::default()
     });
+    (client, connections)
+}
+
+#[actix_web::test]
+async fn finished_streams_give_their_connection_back_to_the_pool() {
+    let (client, connections) = counting_upstream();
     let request = ChatRequest {
         model: "m".into(),
         ..ChatRequest::default()
@@ -63,23 +68,7 @@ async fn finished_streams_give_their_connection_back_to_the_pool() {
 
 #[actix_web::test]
 async fn a_stream_released_after_done_gives_its_connection_back_in_the_background() {
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&connections);
-    let server = HttpServer::new(|| App::new().route("/api/chat", web::post().to(chat)))
-        .on_connect(move |_, _| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let address = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-
-    let client = OllamaClient::new(&OllamaConfig {
-        base_url: format!("http://{address}"),
-        ..OllamaConfig::default()
-    });
+    let (client, connections) = counting_upstream();
     let request = ChatRequest {
         model: "m".into(),
         ..ChatRequest::default()
@@ -101,23 +90,7 @@ async fn a_stream_released_after_done_gives_its_connection_back_in_the_backgroun
 
 #[actix_web::test]
 async fn a_stream_released_before_done_closes_its_connection() {
-    let connections = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&connections);
-    let server = HttpServer::new(|| App::new().route("/api/chat", web::post().to(chat)))
-        .on_connect(move |_, _| {
-            counted.fetch_add(1, Ordering::SeqCst);
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-    let address = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-
-    let client = OllamaClient::new(&OllamaConfig {
-        base_url: format!("http://{address}"),
-        ..OllamaConfig::default()
-    });
+    let (client, connections) = counting_upstream();
     let request = ChatRequest {
         model: "m".into(),
         ..ChatRequest::default()
