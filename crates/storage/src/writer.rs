@@ -75,8 +75,11 @@ struct Counters {
 /// The journal file and the records in it that SQLite does not have yet.
 #[derive(Debug)]
 struct Journal {
+    path: PathBuf,
     file: File,
     generation: u64,
+    /// Set when a torn line could not be cut off: appending more would glue records onto it.
+    broken: bool,
     /// Bytes in the file: where the next line starts.
     len: u64,
     /// Records not yet ingested, oldest first, each with the offset just past its line.
@@ -176,8 +179,10 @@ impl UsageWriter {
         let shared = Arc::new(Shared {
             journal: Mutex::new(Journal {
                 len: journal::header(generation).len() as u64,
+                path: path.clone(),
                 file,
                 generation,
+                broken: false,
                 pending: VecDeque::new(),
                 appended: 0,
                 ingested: 0,
@@ -218,6 +223,13 @@ impl UsageWriter {
         if journal.stopping {
             return Err(unavailable(StorageError::WriterStopped));
         }
+        if journal.broken {
+            return Err(unavailable(StorageError::JournalWrite(
+                std::io::Error::other(
+                    "an earlier failed write could not be cut off the usage journal; restart the server",
+                ),
+            )));
+        }
         if journal.pending.len() >= MAX_BACKLOG {
             return Err(unavailable(StorageError::UsageBacklog {
                 records: journal.pending.len(),
@@ -229,7 +241,8 @@ impl UsageWriter {
             // and a restart does not find half a record.
             let len = journal.len;
             if let Err(error) = journal.file.set_len(len) {
-                tracing::error!(%error, "could not cut a torn line off the usage journal");
+                tracing::error!(%error, "could not cut a torn line off the usage journal; refusing usage until a restart");
+                journal.broken = true;
             }
             return Err(unavailable(StorageError::JournalWrite(source)));
         }
@@ -354,10 +367,19 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, St
         (generation == ingested_generation).then_some(ingested_len)
     });
     if contents.unreadable > 0 {
+        // Kept for a human to look at: the file is about to start afresh.
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(
+            ".damaged-{}",
+            crate::sql::to_sql_int(aiproxy_domain::UnixMillis::now().0.unsigned_abs())
+        ));
+        let copied = std::fs::copy(path, &aside);
         tracing::warn!(
             path = %path.display(),
             lines = contents.unreadable,
-            "the usage journal had damaged lines; they were skipped"
+            copy = %PathBuf::from(&aside).display(),
+            copied = copied.is_ok(),
+            "the usage journal had damaged lines; they were skipped and the file copied aside"
         );
     }
     let file_generation = contents.generation.unwrap_or(0);
@@ -383,7 +405,53 @@ fn restart_file(file: &mut File, generation: u64) -> std::io::Result<()> {
     file.write_all(&journal::header(generation))
 }
 
+/// Replaces the journal with a new generation holding only the records still pending, so the
+/// file stays small under steady load (when something is always pending). The new file is
+/// written beside the old one and renamed over it: a crash before the rename leaves the old
+/// file, which replays as before; after it, the new one, whose every line is pending.
+fn rotate(journal: &mut Journal) -> std::io::Result<()> {
+    let next = journal.generation + 1;
+    let mut fresh_path = journal.path.clone().into_os_string();
+    fresh_path.push(".next");
+    let fresh_path = PathBuf::from(fresh_path);
+    let mut bytes = journal::header(next);
+    let mut ends = Vec::with_capacity(journal.pending.len());
+    for (record, _) in &journal.pending {
+        bytes.extend_from_slice(&journal::encode(record));
+        ends.push(bytes.len() as u64);
+    }
+    let mut fresh = File::options()
+        .read(true)
+        .append(true)
+        .create(true)
+        .truncate(false)
+        .open(&fresh_path)?;
+    fresh.set_len(0)?;
+    fresh.write_all(&bytes)?;
+    fresh.try_lock().map_err(std::io::Error::other)?;
+    std::fs::rename(&fresh_path, &journal.path)?;
+    journal.file = fresh;
+    journal.generation = next;
+    journal.len = bytes.len() as u64;
+    for ((_, end), new_end) in journal.pending.iter_mut().zip(ends) {
+        *end = new_end;
+    }
+    Ok(())
+}
+
+/// Marks the writer stopped however `run` ends, a panic included, so that `flush` callers
+/// are not left waiting.
+struct StoppedOnExit<'a>(&'a Shared);
+
+impl Drop for StoppedOnExit<'_> {
+    fn drop(&mut self) {
+        self.0.lock().stopped = true;
+        self.0.ingested.notify_all();
+    }
+}
+
 fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
+    let _stopped_on_exit = StoppedOnExit(shared);
     let mut journal = shared.lock();
     loop {
         let due = Instant::now() + interval;
@@ -430,19 +498,11 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
         match outcome {
             Ok(_) => {
                 journal.ingested += batch.len() as u64;
-                if journal.pending.is_empty() && journal.len > ROTATE_BYTES {
-                    let next = journal.generation + 1;
-                    match restart_file(&mut journal.file, next) {
-                        Ok(()) => {
-                            journal.generation = next;
-                            journal.len = journal::header(next).len() as u64;
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "could not restart the usage journal");
-                            // Whatever is in the file now, its end is where lines go next.
-                            journal.len = journal.file.metadata().map_or(journal.len, |m| m.len());
-                        }
-                    }
+                if journal.len > ROTATE_BYTES
+                    && let Err(error) = rotate(&mut journal)
+                {
+                    // The old file is untouched and still ours; it is tried again next batch.
+                    tracing::warn!(%error, "could not start the usage journal afresh");
                 }
             }
             Err(error) => {
@@ -469,8 +529,6 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
         }
         shared.ingested.notify_all();
     }
-    journal.stopped = true;
-    shared.ingested.notify_all();
 }
 
 fn note_batch(
