@@ -95,8 +95,16 @@ async fn old_usage_is_purged_at_start_up_and_lifetime_totals_keep_it() {
     let handle = app.handle();
     let running = actix_web::rt::spawn(app.run_until_stopped());
 
-    // A second store on the same file sees the server's deletes (WAL allows many readers).
-    let observer = SqliteStore::open(&db, StoreOptions::default()).unwrap();
+    // A second store on the same file sees the server's deletes (WAL allows many readers);
+    // like the admin CLI, it shares the journal the server owns.
+    let observer = SqliteStore::open(
+        &db,
+        StoreOptions {
+            share_usage_journal: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut ids = request_ids(&observer, &user);
     while ids != ["new"] {
