@@ -43,7 +43,7 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         ));
     }
     // Tracking the path is a third of the parse's cost on the request path (perf, see
-    // docs/benchmarks.md), so only a body that failed is parsed again to find the field.
+    // docs/performance.md), so only a body that failed is parsed again to find the field.
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
     }

@@ -1,7 +1,6 @@
 //! Newline-delimited JSON: a push decoder that turns arbitrary byte chunks into lines, and the
 //! stream that drives it from an HTTP body.
 
-use futures_util::StreamExt as _;
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
@@ -11,8 +10,8 @@ use std::time::Duration;
 
 use awc::error::PayloadError;
 use bytes::Bytes;
-use futures_util::Stream;
 use futures_util::stream::FusedStream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, Sleep};

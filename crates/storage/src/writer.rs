@@ -175,26 +175,28 @@ impl UsageWriter {
             Err(std::fs::TryLockError::Error(source)) => return Err(journal_error(source)),
         }
         let generation = replay(&mut conn, &mut file, &path)?;
-        let counters = Counters::default();
+        let mut journal = Journal {
+            len: 0,
+            path: path.clone(),
+            file,
+            generation,
+            broken: false,
+            pending: VecDeque::new(),
+            appended: 0,
+            ingested: 0,
+            failures: 0,
+            last_failure: None,
+            flush_requested: false,
+            stopping: false,
+            stopped: false,
+        };
+        // Everything is in the database now: a new generation starts with just its header.
+        rotate(&mut journal).map_err(journal_error)?;
         let shared = Arc::new(Shared {
-            journal: Mutex::new(Journal {
-                len: journal::header(generation).len() as u64,
-                path: path.clone(),
-                file,
-                generation,
-                broken: false,
-                pending: VecDeque::new(),
-                appended: 0,
-                ingested: 0,
-                failures: 0,
-                last_failure: None,
-                flush_requested: false,
-                stopping: false,
-                stopped: false,
-            }),
+            journal: Mutex::new(journal),
             work: Condvar::new(),
             ingested: Condvar::new(),
-            counters,
+            counters: Counters::default(),
             max_batch_records: max_batch_records.max(1),
         });
         let thread_shared = Arc::clone(&shared);
@@ -342,8 +344,8 @@ impl Drop for UsageWriter {
     }
 }
 
-/// Moves the records a previous run journaled but did not ingest into the database, then
-/// starts the file afresh. Returns the new file's generation.
+/// Moves the records a previous run journaled but did not ingest into the database. Returns
+/// the newest generation the file or the database knows, which the next file must exceed.
 fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, StorageError> {
     let journal_error = |source| StorageError::Journal {
         path: path.to_owned(),
@@ -369,10 +371,7 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, St
     if contents.unreadable > 0 {
         // Kept for a human to look at: the file is about to start afresh.
         let mut aside = path.as_os_str().to_owned();
-        aside.push(format!(
-            ".damaged-{}",
-            crate::sql::to_sql_int(aiproxy_domain::UnixMillis::now().0.unsigned_abs())
-        ));
+        aside.push(format!(".damaged-{}", aiproxy_domain::UnixMillis::now().0));
         let copied = std::fs::copy(path, &aside);
         tracing::warn!(
             path = %path.display(),
@@ -383,7 +382,6 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, St
         );
     }
     let file_generation = contents.generation.unwrap_or(0);
-    let next_generation = file_generation.max(ingested_generation) + 1;
     if !contents.records.is_empty() {
         let records: Vec<&UsageRecord> = contents.records.iter().map(|(r, _)| r).collect();
         write_batch(conn, &records, file_generation, contents.complete_len)
@@ -393,16 +391,7 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, St
             "recorded the usage a previous run had journaled but not yet saved"
         );
     }
-    restart_file(file, next_generation).map_err(journal_error)?;
-    Ok(next_generation)
-}
-
-/// Cuts the journal back to a header of a new generation. Only called when the database has
-/// every record in it, so a crash at any point here loses nothing: an empty or new-generation
-/// file holds no line the database has.
-fn restart_file(file: &mut File, generation: u64) -> std::io::Result<()> {
-    file.set_len(0)?;
-    file.write_all(&journal::header(generation))
+    Ok(file_generation.max(ingested_generation))
 }
 
 /// Replaces the journal with a new generation holding only the records still pending, so the
