@@ -73,12 +73,22 @@ impl Histogram {
     }
 }
 
+#[derive(Debug, Default)]
+struct ModelCounters {
+    /// By endpoint and outcome.
+    requests: BTreeMap<(&'static str, &'static str), u64>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
 /// Everything `/metrics` reports that the HTTP layer counts itself.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    http: Mutex<BTreeMap<(String, u16), u64>>,
-    completions: Mutex<BTreeMap<(String, &'static str, &'static str), u64>>,
-    tokens: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// Answers by route, then status. Keyed by the route alone so that counting a request
+    /// whose route is known allocates nothing.
+    http: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
+    /// Requests and tokens by model, under one lock.
+    models: Mutex<BTreeMap<String, ModelCounters>>,
     refusals: [AtomicU64; LIMIT_KINDS.len()],
     upstream_latency: Histogram,
     time_to_first_token: Histogram,
@@ -94,7 +104,11 @@ impl Metrics {
     pub(crate) fn request_finished(&self, route: &str, status: u16) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Ok(mut http) = self.http.lock() {
-            *http.entry((route.to_owned(), status)).or_default() += 1;
+            let by_status = match http.get_mut(route) {
+                Some(by_status) => by_status,
+                None => http.entry(route.to_owned()).or_default(),
+            };
+            *by_status.entry(status).or_default() += 1;
         }
     }
 
@@ -112,15 +126,14 @@ impl Metrics {
         prompt: u64,
         completion: u64,
     ) {
-        if let Ok(mut completions) = self.completions.lock() {
-            *completions
-                .entry((model.to_owned(), endpoint, status))
-                .or_default() += 1;
-        }
-        if let Ok(mut tokens) = self.tokens.lock() {
-            let entry = tokens.entry(model.to_owned()).or_default();
-            entry.0 += prompt;
-            entry.1 += completion;
+        if let Ok(mut models) = self.models.lock() {
+            let counters = match models.get_mut(model) {
+                Some(counters) => counters,
+                None => models.entry(model.to_owned()).or_default(),
+            };
+            *counters.requests.entry((endpoint, status)).or_default() += 1;
+            counters.prompt_tokens += prompt;
+            counters.completion_tokens += completion;
         }
     }
 
@@ -137,34 +150,38 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP aiproxy_http_requests_total Requests answered, by route and status.\n# TYPE aiproxy_http_requests_total counter\n");
         if let Ok(http) = self.http.lock() {
-            for ((route, status), n) in http.iter() {
-                let _ = writeln!(
-                    out,
-                    "aiproxy_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                    escape(route)
-                );
+            for (route, by_status) in http.iter() {
+                let route = escape(route);
+                for (status, n) in by_status {
+                    let _ = writeln!(
+                        out,
+                        "aiproxy_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    );
+                }
             }
         }
+        let models_guard = self.models.lock().ok();
+        let models = models_guard.as_deref();
         out.push_str("# HELP aiproxy_model_requests_total Requests that reached Ollama, by model, endpoint and outcome.\n# TYPE aiproxy_model_requests_total counter\n");
-        if let Ok(completions) = self.completions.lock() {
-            for ((model, endpoint, status), n) in completions.iter() {
+        for (model, counters) in models.into_iter().flatten() {
+            let model = escape(model);
+            for ((endpoint, status), n) in &counters.requests {
                 let _ = writeln!(
                     out,
-                    "aiproxy_model_requests_total{{model=\"{}\",endpoint=\"{endpoint}\",status=\"{status}\"}} {n}",
-                    escape(model)
+                    "aiproxy_model_requests_total{{model=\"{model}\",endpoint=\"{endpoint}\",status=\"{status}\"}} {n}"
                 );
             }
         }
         out.push_str("# HELP aiproxy_tokens_total Tokens accounted, by model and kind.\n# TYPE aiproxy_tokens_total counter\n");
-        if let Ok(tokens) = self.tokens.lock() {
-            for (model, (prompt, completion)) in tokens.iter() {
-                let model = escape(model);
-                let _ = writeln!(
-                    out,
-                    "aiproxy_tokens_total{{model=\"{model}\",kind=\"prompt\"}} {prompt}\naiproxy_tokens_total{{model=\"{model}\",kind=\"completion\"}} {completion}"
-                );
-            }
+        for (model, counters) in models.into_iter().flatten() {
+            let model = escape(model);
+            let _ = writeln!(
+                out,
+                "aiproxy_tokens_total{{model=\"{model}\",kind=\"prompt\"}} {}\naiproxy_tokens_total{{model=\"{model}\",kind=\"completion\"}} {}",
+                counters.prompt_tokens, counters.completion_tokens
+            );
         }
+        drop(models_guard);
         out.push_str("# HELP aiproxy_rate_limit_refusals_total Requests refused, by the limit that refused them.\n# TYPE aiproxy_rate_limit_refusals_total counter\n");
         for (kind, n) in LIMIT_KINDS.iter().zip(&self.refusals) {
             let _ = writeln!(
