@@ -136,6 +136,12 @@ impl SqliteStore {
         } else {
             schema::migrate(&mut writer_conn)?;
         }
+        // The writer's inserts guard themselves (a row whose user is gone inserts nothing,
+        // inside a transaction that holds the write lock), so SQLite's own foreign-key probe
+        // on every usage and totals row would only repeat that check.
+        writer_conn
+            .pragma_update(None, "foreign_keys", false)
+            .map_err(open_error)?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(settings.open_flags())
