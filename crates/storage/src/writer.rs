@@ -548,13 +548,10 @@ fn note_batch(
     }
 }
 
-// The EXISTS guard makes a record of a user deleted meanwhile insert nothing instead of
-// failing the foreign key and with it the whole batch.
 const INSERT_USAGE: &str = "
     INSERT INTO usage (request_id, user_id, model, endpoint, prompt_tokens, completion_tokens,
                        total_tokens, status, duration_ms, created_at)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-    WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2)";
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 // Saturating additions: an overflowing `+` would silently turn the column into a REAL.
 const ADD_TO_TOTALS: &str = "
@@ -589,9 +586,26 @@ fn write_batch(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut saved = 0;
     let mut totals: HashMap<&str, BatchTotals> = HashMap::new();
+    // A record of a user deleted meanwhile is skipped instead of failing the foreign key and
+    // with it the whole batch. One lookup per user and batch, not per row: the transaction
+    // holds the write lock, so no user can go away while it runs.
+    let mut user_exists: HashMap<&str, bool> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_USAGE)?;
+        let mut find_user = tx.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
         for r in batch {
+            let user_id = r.user_id.as_str();
+            let exists = match user_exists.get(user_id) {
+                Some(&exists) => exists,
+                None => {
+                    let exists = find_user.exists([user_id])?;
+                    user_exists.insert(user_id, exists);
+                    exists
+                }
+            };
+            if !exists {
+                continue;
+            }
             let inserted = insert.execute(params![
                 r.request_id,
                 r.user_id.as_str(),
