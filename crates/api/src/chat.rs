@@ -173,7 +173,7 @@ pub async fn chat_completions(
         usage,
         system_fingerprint: "fp_ollama",
     };
-    Ok(response.json(completion))
+    Ok(crate::body::json_response(response, &completion))
 }
 
 /// Ends the bill of a request that failed before any answer: no row when Ollama was never

@@ -251,19 +251,22 @@ pub async fn completions(
             UsageStatus::Ok,
         )
         .await?;
-    Ok(response.json(TextCompletion {
-        id,
-        object: "text_completion",
-        created: created_at.as_unix_seconds(),
-        model: request.model,
-        choices: vec![TextChoice {
-            text: answer.response,
-            index: 0,
-            logprobs: None,
-            finish_reason: Some(finish_reason(answer.done_reason.as_deref(), false)),
-        }],
-        usage: Some(Some(usage)),
-    }))
+    Ok(crate::body::json_response(
+        response,
+        &TextCompletion {
+            id,
+            object: "text_completion",
+            created: created_at.as_unix_seconds(),
+            model: request.model,
+            choices: vec![TextChoice {
+                text: answer.response,
+                index: 0,
+                logprobs: None,
+                finish_reason: Some(finish_reason(answer.done_reason.as_deref(), false)),
+            }],
+            usage: Some(Some(usage)),
+        },
+    ))
 }
 
 struct TextSse {

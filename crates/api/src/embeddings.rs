@@ -123,7 +123,7 @@ pub async fn embeddings(
 
     let Admitted {
         accounting,
-        mut response,
+        response,
         ..
     } = admit(
         &req,
@@ -169,13 +169,16 @@ pub async fn embeddings(
         })
         .collect();
     let usage = Usage::new(prompt_tokens, 0);
-    Ok(response.json(EmbeddingList {
-        object: "list",
-        data,
-        model: request.model,
-        usage: EmbeddingUsage {
-            prompt_tokens: usage.prompt_tokens,
-            total_tokens: usage.total_tokens,
+    Ok(crate::body::json_response(
+        response,
+        &EmbeddingList {
+            object: "list",
+            data,
+            model: request.model,
+            usage: EmbeddingUsage {
+                prompt_tokens: usage.prompt_tokens,
+                total_tokens: usage.total_tokens,
+            },
         },
-    }))
+    ))
 }

@@ -419,7 +419,7 @@ impl ResponseError for ApiError {
         for (name, value) in headers {
             response.insert_header((name, value));
         }
-        response.json(ErrorResponse { error: body })
+        crate::body::json_response(response, &ErrorResponse { error: body })
     }
 }
 

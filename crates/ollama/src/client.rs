@@ -4,7 +4,9 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use awc::http::Method;
+use awc::http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use awc::http::{Method, Uri};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -33,7 +35,56 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 pub struct OllamaClient {
     http: awc::Client,
     base_url: Rc<str>,
+    /// Each endpoint's URL and the `Host` header, parsed once instead of on every call.
+    targets: Rc<Targets>,
     idle_timeout: Duration,
+}
+
+/// The paths this client calls.
+const PATHS: [&str; 6] = [
+    "/api/chat",
+    "/api/generate",
+    "/api/embed",
+    "/api/tags",
+    "/api/show",
+    "/api/version",
+];
+
+/// The URL of every path in [`PATHS`] (empty when the base URL does not parse: each call then
+/// parses it again and reports the error), and the `Host` header awc would otherwise format
+/// on every request.
+struct Targets {
+    uris: Vec<(&'static str, Uri)>,
+    host: Option<HeaderValue>,
+}
+
+impl Targets {
+    fn new(base_url: &str) -> Self {
+        let uris: Vec<(&'static str, Uri)> = PATHS
+            .iter()
+            .filter_map(|path| {
+                let uri: Uri = format!("{base_url}{path}").parse().ok()?;
+                Some((*path, uri))
+            })
+            .collect();
+        // As awc writes it: the port only when it is not the scheme's default.
+        let host = uris.first().and_then(|(_, uri)| {
+            let host = uri.host()?;
+            let value = match uri.port_u16() {
+                None | Some(80) | Some(443) => host.to_owned(),
+                Some(port) => format!("{host}:{port}"),
+            };
+            HeaderValue::from_str(&value).ok()
+        });
+        Targets { uris, host }
+    }
+
+    fn uri(&self, path: &str) -> Option<&Uri> {
+        self.uris
+            .iter()
+            .find(|(known, _)| *known == path)
+            .map(|(_, uri)| uri)
+    }
 }
 
 impl fmt::Debug for OllamaClient {
@@ -58,9 +109,11 @@ impl OllamaClient {
             // Ollama never redirects; following one would resend prompts somewhere else.
             .disable_redirects()
             .finish();
+        let base_url = config.base_url.trim_end_matches('/');
         OllamaClient {
             http,
-            base_url: Rc::from(config.base_url.trim_end_matches('/')),
+            targets: Rc::new(Targets::new(base_url)),
+            base_url: Rc::from(base_url),
             idle_timeout: config.idle_timeout,
         }
     }
@@ -160,7 +213,13 @@ impl OllamaClient {
         model: Option<&str>,
     ) -> Result<R, OllamaError> {
         let mut response = self.send(method, path, body, model).await?;
-        let bytes = read_body(&mut response.body, MAX_BODY_BYTES, self.idle_timeout).await?;
+        let bytes = read_body(
+            &mut response.body,
+            MAX_BODY_BYTES,
+            self.idle_timeout,
+            response.content_length,
+        )
+        .await?;
         // awc ends a body quietly when the connection drops early, so a cut-off body is
         // recognised here: by its promised length, or, for a chunked body, by JSON that stops
         // mid-value.
@@ -197,12 +256,33 @@ impl OllamaClient {
         body: Option<&B>,
         model: Option<&str>,
     ) -> Result<UpstreamResponse, OllamaError> {
-        let url = format!("{}{path}", self.base_url);
-        let request = self.http.request(method, url.as_str());
+        let mut request = match self.targets.uri(path) {
+            Some(uri) => self.http.request(method, uri.clone()),
+            None => self
+                .http
+                .request(method, format!("{}{path}", self.base_url).as_str()),
+        };
+        if let Some(host) = &self.targets.host {
+            request = request.insert_header((HOST, host.clone()));
+        }
         tracing::debug!(path, model, "calling Ollama");
         let started = tokio::time::Instant::now();
         let sent = match body {
-            Some(body) => request.send_json(body).await,
+            Some(body) => {
+                // Sized up front: a chat request is a few hundred bytes, and serde_json's own
+                // `to_vec` would grow from nothing through several reallocations.
+                let mut json = Vec::with_capacity(1024);
+                if let Err(error) = serde_json::to_writer(&mut json, body) {
+                    // What awc's `send_json` reported the same way: nothing was sent.
+                    return Err(OllamaError::Connect {
+                        message: format!("the request could not be encoded as JSON: {error}"),
+                    });
+                }
+                request
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+                    .send_body(json)
+                    .await
+            }
             None => request.send().await,
         };
         let response = sent.map_err(|error| {
@@ -243,31 +323,53 @@ struct UpstreamResponse {
 }
 
 /// Reads a whole body of at most `limit` bytes, waiting at most `idle_timeout` for each chunk.
+/// A body that arrives in one chunk (the usual case for a small JSON answer) is not copied.
 async fn read_body(
     body: &mut BodyStream,
     limit: usize,
     idle_timeout: Duration,
-) -> Result<Vec<u8>, OllamaError> {
-    let mut bytes = Vec::new();
+    expected_len: Option<usize>,
+) -> Result<Bytes, OllamaError> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
     loop {
         let next = tokio::time::timeout(idle_timeout, body.next())
             .await
             .map_err(|_elapsed| OllamaError::Timeout {
                 phase: TimeoutPhase::Idle,
             })?;
-        match next {
-            None => return Ok(bytes),
+        let chunk = match next {
+            None => break,
             Some(Err(error)) => return Err(OllamaError::from_payload(&error)),
-            Some(Ok(chunk)) => {
-                if bytes.len() + chunk.len() > limit {
-                    return Err(OllamaError::InvalidResponse {
-                        message: format!("response body larger than {limit} bytes"),
-                    });
-                }
-                bytes.extend_from_slice(&chunk);
+            Some(Ok(chunk)) => chunk,
+        };
+        let so_far = joined
+            .as_ref()
+            .map_or_else(|| first.as_ref().map_or(0, Bytes::len), BytesMut::len);
+        if so_far + chunk.len() > limit {
+            return Err(OllamaError::InvalidResponse {
+                message: format!("response body larger than {limit} bytes"),
+            });
+        }
+        match (&mut joined, first.take()) {
+            (Some(joined), _) => joined.extend_from_slice(&chunk),
+            (None, None) => first = Some(chunk),
+            (None, Some(earlier)) => {
+                let capacity = expected_len
+                    .unwrap_or(0)
+                    .clamp(0, limit)
+                    .max(earlier.len() + chunk.len());
+                let mut buffer = BytesMut::with_capacity(capacity);
+                buffer.extend_from_slice(&earlier);
+                buffer.extend_from_slice(&chunk);
+                joined = Some(buffer);
             }
         }
     }
+    Ok(match joined {
+        Some(joined) => joined.freeze(),
+        None => first.unwrap_or_default(),
+    })
 }
 
 /// Reads up to `limit` bytes of an error body, keeping whatever arrived if it breaks or

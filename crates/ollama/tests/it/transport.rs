@@ -157,3 +157,77 @@ async fn a_plain_text_error_page_keeps_its_text() {
         }
     );
 }
+
+/// Answers one request with a chunked body written in `pieces`, a pause between them so they
+/// arrive as separate reads, and hands back the request's head and body as text.
+async fn serve_in_pieces(
+    pieces: &'static [&'static str],
+) -> (String, tokio::sync::oneshot::Receiver<String>) {
+    use tokio::io::AsyncWriteExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel();
+    actix_web::rt::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buffer = [0u8; 4096];
+        // The head and the whole JSON body (it ends with `}`).
+        while !request.ends_with(b"}") {
+            let n = socket.read(&mut buffer).await.unwrap();
+            assert!(n > 0, "the client closed before sending its body");
+            request.extend_from_slice(&buffer[..n]);
+        }
+        let _ = seen_tx.send(String::from_utf8(request).unwrap());
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        for piece in pieces {
+            let chunk = format!("{:x}\r\n{piece}\r\n", piece.len());
+            socket.write_all(chunk.as_bytes()).await.unwrap();
+            socket.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        socket.write_all(b"0\r\n\r\n").await.unwrap();
+    });
+    (format!("http://{address}"), seen_rx)
+}
+
+#[actix_web::test]
+async fn a_request_names_its_host_and_json_and_a_body_in_pieces_is_read_whole() {
+    let (base_url, seen) = serve_in_pieces(&[
+        r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00Z","#,
+        r#""message":{"role":"assistant","content":"Hello"},"#,
+        r#""done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":1}"#,
+    ])
+    .await;
+    let port = base_url.rsplit(':').next().unwrap().to_owned();
+    let request = aiproxy_ollama::ChatRequest {
+        model: "llama3.2".into(),
+        messages: vec![aiproxy_ollama::Message {
+            role: "user".into(),
+            content: "Hi".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let answer = client_for(base_url).chat(&request).await.unwrap();
+    assert_eq!(answer.message.unwrap().content, "Hello");
+    assert_eq!(answer.eval_count, Some(1));
+
+    let seen = seen.await.unwrap().to_ascii_lowercase();
+    assert!(seen.starts_with("post /api/chat http/1.1\r\n"), "{seen}");
+    assert!(
+        seen.contains(&format!("\r\nhost: 127.0.0.1:{port}\r\n")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("\r\ncontent-type: application/json\r\n"),
+        "{seen}"
+    );
+    let body = &seen[seen.find("\r\n\r\n").unwrap() + 4..];
+    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["stream"], false);
+    assert_eq!(body["messages"][0]["content"], "hi", "(lower-cased above)");
+}
