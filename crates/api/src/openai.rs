@@ -183,13 +183,50 @@ pub struct ChatMessage {
 }
 
 /// A message's content.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     /// Plain text.
     Text(String),
     /// Text and image parts.
     Parts(Vec<ContentPart>),
+}
+
+// By hand rather than `#[serde(untagged)]`, which buffers every message's content and then
+// tries each variant on the copy: this runs for every message of every request.
+impl<'de> Deserialize<'de> for MessageContent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
+            type Value = MessageContent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(MessageContent::Text(text))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(MessageContent::Parts(parts))
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor)
+    }
 }
 
 /// One part of a multi-part message.
@@ -423,4 +460,38 @@ pub struct SseEvent {
     /// as the last event when Ollama fails after the stream began, or `[DONE]` at the end of a
     /// successful answer.
     pub data: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(json: &str) -> Result<MessageContent, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn content_is_a_string_or_a_list_of_parts() {
+        assert!(matches!(content(r#""hi""#), Ok(MessageContent::Text(t)) if t == "hi"));
+        assert!(matches!(content(r#""a\nb""#), Ok(MessageContent::Text(t)) if t == "a\nb"));
+        let parts = content(
+            r#"[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AA=="}}]"#,
+        );
+        assert!(
+            matches!(&parts, Ok(MessageContent::Parts(p)) if p.len() == 2),
+            "{parts:?}"
+        );
+        assert!(matches!(content("[]"), Ok(MessageContent::Parts(p)) if p.is_empty()));
+    }
+
+    #[test]
+    fn other_content_is_refused_with_what_was_expected() {
+        let error = content("42").unwrap_err().to_string();
+        assert!(
+            error.contains("expected a string or an array of content parts"),
+            "{error}"
+        );
+        let error = content(r#"[{"type":"video","url":"x"}]"#).unwrap_err().to_string();
+        assert!(error.contains("unknown variant `video`"), "{error}");
+    }
 }
