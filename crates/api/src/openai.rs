@@ -491,7 +491,9 @@ mod tests {
             error.contains("expected a string or an array of content parts"),
             "{error}"
         );
-        let error = content(r#"[{"type":"video","url":"x"}]"#).unwrap_err().to_string();
+        let error = content(r#"[{"type":"video","url":"x"}]"#)
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown variant `video`"), "{error}");
     }
 }

@@ -178,13 +178,18 @@ pub struct UsageSummaryRow {
     pub totals: UsageTotals,
 }
 
-/// The part of a record the rate limiter needs to rebuild its windows after a restart.
+/// The part of the records the rate limiter needs to rebuild its windows after a restart:
+/// one user's requests admitted within the same second, merged (the limiter's finest bucket is
+/// a second, so merging loses nothing, and a busy day's history stays small).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageEvent {
-    /// Whose request.
+    /// Whose requests.
     pub user_id: UserId,
-    /// When it was admitted.
+    /// When they were admitted: the start of their second, or the exact time of a single
+    /// request.
     pub at: UnixMillis,
-    /// Prompt plus completion tokens.
+    /// How many requests this event stands for.
+    pub requests: u32,
+    /// Their prompt plus completion tokens.
     pub total_tokens: u64,
 }

@@ -192,7 +192,7 @@ impl RateLimiter {
 
     /// Rebuilds windows and lifetime totals from the usage records, at start-up.
     ///
-    /// Each event counts one request and its tokens at `event.at` (where live, a settled
+    /// Each event counts its requests and tokens at `event.at` (where live, a settled
     /// request counted its tokens at settle time, a little later; after a restart they free
     /// that much earlier). Events older than a day are ignored; events stamped after `now` (a
     /// clock that stepped back) count as if at `now`. Pass at least the events of the last
@@ -214,7 +214,7 @@ impl RateLimiter {
             rebuilt
                 .entry(event.user_id)
                 .or_insert_with(|| UserWindows::new(now))
-                .record_past_request(event.at, event.total_tokens);
+                .record_past_requests(event.at, event.requests, event.total_tokens);
         }
         for (user, total_tokens) in lifetime {
             rebuilt

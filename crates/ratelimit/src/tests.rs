@@ -414,23 +414,27 @@ fn restore_rebuilds_the_windows_and_does_not_double_count() {
         UsageEvent {
             user_id: alice.clone(),
             at: now.plus_millis(-90_000_000),
+            requests: 1,
             total_tokens: 9_999,
         },
         // Earlier today: counts in the day window only.
         UsageEvent {
             user_id: alice.clone(),
             at: now.plus_millis(-3_600_000),
+            requests: 1,
             total_tokens: 100,
         },
         // In the last minute.
         UsageEvent {
             user_id: alice.clone(),
             at: now.plus_millis(-30_000),
+            requests: 1,
             total_tokens: 300,
         },
         UsageEvent {
             user_id: alice.clone(),
             at: now.plus_millis(-10_000),
+            requests: 1,
             total_tokens: 200,
         },
     ];
@@ -565,4 +569,28 @@ fn the_limiter_is_shared_across_threads_and_reservations_move_between_them() {
     shareable::<RateLimiter>();
     movable::<Reservation>();
     shareable::<Rejection>();
+}
+
+#[test]
+fn a_restored_event_counts_all_the_requests_it_stands_for() {
+    let limiter = RateLimiter::default();
+    let alice = user("alice");
+    let three_a_minute = limits(|l| {
+        l.requests_per_minute = Some(3);
+        l.tokens_per_minute = Some(1_000);
+    });
+    let now = at(100_000);
+    let merged = UsageEvent {
+        user_id: alice.clone(),
+        at: now.plus_millis(-5_000),
+        requests: 2,
+        total_tokens: 900,
+    };
+    limiter.restore(vec![merged], vec![(alice.clone(), 900)], now);
+    // Two of three requests and 900 of 1000 tokens are used: one more request is admitted
+    // with the 100 tokens left, and the next is refused.
+    let reservation = admitted(&limiter, &alice, &three_a_minute, Some(500), now);
+    assert_eq!(reservation.completion_budget(), Some(100));
+    let rejection = refused(&limiter, &alice, &three_a_minute, None, now.plus_millis(1));
+    assert_eq!(rejection.limit, LimitKind::RequestsPerMinute);
 }

@@ -205,9 +205,14 @@ impl UserWindows {
     }
 
     /// Counts a past request from the usage records: one request and its tokens at `at`.
-    pub(crate) fn record_past_request(&mut self, at: UnixMillis, total_tokens: u64) {
-        self.minute.add(at, 1, total_tokens);
-        self.day.add(at, 1, total_tokens);
+    pub(crate) fn record_past_requests(
+        &mut self,
+        at: UnixMillis,
+        requests: u32,
+        total_tokens: u64,
+    ) {
+        self.minute.add(at, requests, total_tokens);
+        self.day.add(at, requests, total_tokens);
     }
 
     pub(crate) fn set_lifetime_tokens(&mut self, total_tokens: u64) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 /// How much of the database file each connection reads through a memory map.
-const MMAP_BYTES: i64 = 256 * 1024 * 1024;
+pub(crate) const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 
 /// The usage writer's page cache, in KiB (SQLite takes a negative `cache_size` as KiB).
 /// Every batch touches one index page per user in two per-user indexes; keeping those pages

@@ -136,21 +136,15 @@ impl UsageStore for SqliteStore {
 
     fn usage_events_since(&self, since: UnixMillis) -> Result<Vec<UsageEvent>, StoreError> {
         let conn = self.conn_with_usage()?;
-        conn.prepare_cached(
-            "SELECT user_id, created_at, total_tokens FROM usage
-             WHERE created_at >= ?1 ORDER BY created_at, id",
-        )
-        .and_then(|mut stmt| {
-            stmt.query_map([since.0], |row| {
-                Ok(UsageEvent {
-                    user_id: user_id_at(row, 0)?,
-                    at: UnixMillis(row.get(1)?),
-                    total_tokens: count_at(row, 2)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(db)
+        // A day of a busy proxy is millions of rows read once at start-up: read them through
+        // SQLite's small page cache rather than the memory map, which would leave every page
+        // of the scan counted in the process's resident memory.
+        conn.pragma_update(None, "mmap_size", 0).map_err(db)?;
+        let events = merged_events_since(&conn, since);
+        let restored = conn.pragma_update(None, "mmap_size", crate::connection::MMAP_BYTES);
+        let events = events.map_err(db)?;
+        restored.map_err(db)?;
+        Ok(events)
     }
 
     /// Every user, in id order, with zero for those who never used anything.
@@ -247,4 +241,48 @@ mod tests {
             }
         }
     }
+}
+
+/// The records since `since` in time order, merged per user and second while they stream by:
+/// memory grows with the number of busy seconds, not with the number of rows.
+fn merged_events_since(
+    conn: &rusqlite::Connection,
+    since: UnixMillis,
+) -> rusqlite::Result<Vec<UsageEvent>> {
+    let mut statement = conn.prepare(
+        "SELECT user_id, created_at, total_tokens FROM usage
+         WHERE created_at >= ?1 ORDER BY created_at, id",
+    )?;
+    let mut rows = statement.query([since.0])?;
+    let mut events: Vec<UsageEvent> = Vec::new();
+    // Where the current second's events start in `events`: one per user seen in it.
+    let mut second_starts_at = 0;
+    let mut current_second = i64::MIN;
+    while let Some(row) = rows.next()? {
+        let at: i64 = row.get(1)?;
+        let total_tokens = crate::sql::count_at(row, 2)?;
+        let second = at.div_euclid(1000);
+        if second != current_second {
+            current_second = second;
+            second_starts_at = events.len();
+        }
+        let user = row.get_ref(0)?.as_str()?;
+        match events[second_starts_at..]
+            .iter_mut()
+            .find(|event| event.user_id.as_str() == user)
+        {
+            Some(event) => {
+                event.at = UnixMillis(second * 1000);
+                event.requests = event.requests.saturating_add(1);
+                event.total_tokens = event.total_tokens.saturating_add(total_tokens);
+            }
+            None => events.push(UsageEvent {
+                user_id: crate::sql::user_id_at(row, 0)?,
+                at: UnixMillis(at),
+                requests: 1,
+                total_tokens,
+            }),
+        }
+    }
+    Ok(events)
 }

@@ -264,7 +264,43 @@ fn events_since_cover_records_at_or_after_the_instant_in_time_order() {
         assert_eq!(event.user_id, record.user_id);
         assert_eq!(event.at, record.created_at);
         assert_eq!(event.total_tokens, record.total_tokens());
+        assert_eq!(event.requests, 1, "one record per second here");
     }
+}
+
+#[test]
+fn events_merge_a_users_requests_of_the_same_second() {
+    let db = TestDb::new();
+    let store = db.open();
+    for id in ["alice", "bob"] {
+        store.create_user(new_user(id).0).unwrap();
+    }
+    // T0 starts a second.
+    assert_eq!(T0.0 % 1000, 0);
+    let second = T0.plus_millis(5_000);
+    record_all(
+        &store,
+        vec![
+            record("alice", "llama3.2", second.plus_millis(100), 1, 1),
+            record("bob", "llama3.2", second.plus_millis(200), 10, 10),
+            record("alice", "llama3.2", second.plus_millis(300), 2, 2),
+            record("alice", "moondream", second.plus_millis(999), 3, 3),
+            record("alice", "llama3.2", second.plus_millis(1_000), 4, 4),
+        ],
+    );
+    let events = store.usage_events_since(T0).unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.user_id.as_str(), e.at, e.requests, e.total_tokens))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("alice", second, 3, 12),
+            ("bob", second.plus_millis(200), 1, 20),
+            ("alice", second.plus_millis(1_000), 1, 8),
+        ]
+    );
 }
 
 #[test]
