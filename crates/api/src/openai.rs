@@ -392,7 +392,7 @@ pub struct ChatCompletionChunk<'a> {
     /// Always `fp_ollama`.
     pub system_fingerprint: &'static str,
     /// One choice, or none in the final usage chunk.
-    pub choices: Vec<ChunkChoice>,
+    pub choices: &'a [ChunkChoice],
     /// `null` on every chunk but the last when usage was asked for; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Usage>)]

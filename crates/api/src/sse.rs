@@ -39,7 +39,7 @@ impl ChatChunkWriter {
         let reason = finish_reason(done_reason, self.tool_calls_sent > 0);
         self.write_chunk(
             out,
-            vec![ChunkChoice {
+            &[ChunkChoice {
                 index: 0,
                 delta: Delta::default(),
                 logprobs: None,
@@ -52,7 +52,7 @@ impl ChatChunkWriter {
     /// The usage chunk (empty `choices`), if the client asked for it, then `[DONE]`.
     pub fn write_usage(&self, out: &mut Vec<u8>, usage: Usage) {
         if self.include_usage {
-            self.write_chunk(out, Vec::new(), Some(usage));
+            self.write_chunk(out, &[], Some(usage));
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
@@ -99,7 +99,7 @@ impl ChatChunkWriter {
     fn write_delta(&self, out: &mut Vec<u8>, delta: Delta) {
         self.write_chunk(
             out,
-            vec![ChunkChoice {
+            &[ChunkChoice {
                 index: 0,
                 delta,
                 logprobs: None,
@@ -109,7 +109,7 @@ impl ChatChunkWriter {
         );
     }
 
-    fn write_chunk(&self, out: &mut Vec<u8>, choices: Vec<ChunkChoice>, usage: Option<Usage>) {
+    fn write_chunk(&self, out: &mut Vec<u8>, choices: &[ChunkChoice], usage: Option<Usage>) {
         let chunk = ChatCompletionChunk {
             id: &self.id,
             object: "chat.completion.chunk",

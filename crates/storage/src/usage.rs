@@ -187,6 +187,50 @@ impl UsageStore for SqliteStore {
     }
 }
 
+/// The records since `since` in time order, merged per user and second while they stream by:
+/// memory grows with the number of busy seconds, not with the number of rows.
+fn merged_events_since(
+    conn: &rusqlite::Connection,
+    since: UnixMillis,
+) -> rusqlite::Result<Vec<UsageEvent>> {
+    let mut statement = conn.prepare(
+        "SELECT user_id, created_at, total_tokens FROM usage
+         WHERE created_at >= ?1 ORDER BY created_at, id",
+    )?;
+    let mut rows = statement.query([since.0])?;
+    let mut events: Vec<UsageEvent> = Vec::new();
+    // Where the current second's events start in `events`: one per user seen in it.
+    let mut second_starts_at = 0;
+    let mut current_second = i64::MIN;
+    while let Some(row) = rows.next()? {
+        let at: i64 = row.get(1)?;
+        let total_tokens = crate::sql::count_at(row, 2)?;
+        let second = at.div_euclid(1000);
+        if second != current_second {
+            current_second = second;
+            second_starts_at = events.len();
+        }
+        let user = row.get_ref(0)?.as_str()?;
+        match events[second_starts_at..]
+            .iter_mut()
+            .find(|event| event.user_id.as_str() == user)
+        {
+            Some(event) => {
+                event.at = UnixMillis(second * 1000);
+                event.requests = event.requests.saturating_add(1);
+                event.total_tokens = event.total_tokens.saturating_add(total_tokens);
+            }
+            None => events.push(UsageEvent {
+                user_id: crate::sql::user_id_at(row, 0)?,
+                at: UnixMillis(at),
+                requests: 1,
+                total_tokens,
+            }),
+        }
+    }
+    Ok(events)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,48 +285,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The records since `since` in time order, merged per user and second while they stream by:
-/// memory grows with the number of busy seconds, not with the number of rows.
-fn merged_events_since(
-    conn: &rusqlite::Connection,
-    since: UnixMillis,
-) -> rusqlite::Result<Vec<UsageEvent>> {
-    let mut statement = conn.prepare(
-        "SELECT user_id, created_at, total_tokens FROM usage
-         WHERE created_at >= ?1 ORDER BY created_at, id",
-    )?;
-    let mut rows = statement.query([since.0])?;
-    let mut events: Vec<UsageEvent> = Vec::new();
-    // Where the current second's events start in `events`: one per user seen in it.
-    let mut second_starts_at = 0;
-    let mut current_second = i64::MIN;
-    while let Some(row) = rows.next()? {
-        let at: i64 = row.get(1)?;
-        let total_tokens = crate::sql::count_at(row, 2)?;
-        let second = at.div_euclid(1000);
-        if second != current_second {
-            current_second = second;
-            second_starts_at = events.len();
-        }
-        let user = row.get_ref(0)?.as_str()?;
-        match events[second_starts_at..]
-            .iter_mut()
-            .find(|event| event.user_id.as_str() == user)
-        {
-            Some(event) => {
-                event.at = UnixMillis(second * 1000);
-                event.requests = event.requests.saturating_add(1);
-                event.total_tokens = event.total_tokens.saturating_add(total_tokens);
-            }
-            None => events.push(UsageEvent {
-                user_id: crate::sql::user_id_at(row, 0)?,
-                at: UnixMillis(at),
-                requests: 1,
-                total_tokens,
-            }),
-        }
-    }
-    Ok(events)
 }
