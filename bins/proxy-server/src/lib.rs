@@ -303,7 +303,11 @@ fn retention_cutoff(now: UnixMillis, days: u64) -> UnixMillis {
 pub fn init_tracing(log_format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: escape codes are noise in a file or a journal,
+    // and formatting them costs every request its share (the request span's fields).
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let result = if log_format == "json" {
         builder.json().try_init()
     } else {

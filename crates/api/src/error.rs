@@ -441,9 +441,30 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        // A message that already ends with its cause's text (`#[error("upstream: {0}")]`)
+        // would otherwise print it twice.
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let error = ApiError::Upstream(OllamaError::Connect {
+            message: "connection refused".into(),
+        });
+        assert_eq!(
+            error_chain(&error),
+            "upstream: could not reach Ollama: connection refused"
+        );
+    }
 }

@@ -48,7 +48,9 @@ pub async fn assign_request_id(
     if let Some(state) = &state {
         state.metrics.request_started();
     }
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    // The id alone: every field is formatted when the span opens, on every request, and the
+    // id is what ties a log line to the client's request and its usage row.
+    let span = tracing::info_span!("request", request_id = id.as_str());
     let result = next.call(req).instrument(span).await;
     if let Some(state) = &state {
         match &result {
