@@ -1,12 +1,12 @@
 //! Bearer-key extractors: [`AuthedUser`] for `/v1/*`, [`Admin`] for `/admin/*`.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use aiproxy_domain::{ApiKey, UnixMillis, User, secrets_equal};
+use futures_util::future::{Either, LocalBoxFuture};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -55,52 +55,59 @@ fn state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
 
 impl FromRequest for AuthedUser {
     type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+    type Future =
+        Either<Ready<Result<Self, ApiError>>, LocalBoxFuture<'static, Result<Self, ApiError>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let parsed = bearer(req).and_then(|raw| {
-            ApiKey::parse(raw).map_err(|_| ApiError::Unauthorized {
-                message: BAD_KEY.into(),
+        let found = bearer(req)
+            .and_then(|raw| {
+                ApiKey::parse(raw).map_err(|_| ApiError::Unauthorized {
+                    message: BAD_KEY.into(),
+                })
             })
-        });
-        let state = state(req);
-        Box::pin(async move {
-            let key = parsed?;
-            let state = state?;
-            let hash = key.hash();
-            let user = match state.keys.get(&hash) {
-                Some(user) => user,
-                None => {
-                    let store = state.store.clone();
-                    let found = web::block(move || store.find_user_by_key(&hash)).await??;
-                    let user = Arc::new(found.ok_or_else(|| ApiError::Unauthorized {
-                        message: BAD_KEY.into(),
-                    })?);
-                    state.keys.insert(hash, user.clone());
-                    user
-                }
-            };
-            if user.disabled {
-                return Err(ApiError::Unauthorized {
-                    message: "This API key belongs to a disabled user.".into(),
-                });
-            }
-            if user
-                .key_expires_at
-                .is_some_and(|expiry| expiry <= UnixMillis::now())
-            {
-                return Err(ApiError::Unauthorized {
-                    message: "This API key has expired. Ask the operator for a new one.".into(),
-                });
-            }
-            Ok(AuthedUser(user))
-        })
+            .and_then(|key| Ok((key.hash(), state(req)?)));
+        let (hash, state) = match found {
+            Ok(found) => found,
+            Err(error) => return Either::Left(ready(Err(error))),
+        };
+        // A known key is answered on the spot; only a key not seen since start-up (or since
+        // it changed) waits for the database.
+        if let Some(user) = state.keys.get(&hash) {
+            return Either::Left(ready(usable(user).map(AuthedUser)));
+        }
+        Either::Right(Box::pin(async move {
+            let store = state.store.clone();
+            let found = web::block(move || store.find_user_by_key(&hash)).await??;
+            let user = Arc::new(found.ok_or_else(|| ApiError::Unauthorized {
+                message: BAD_KEY.into(),
+            })?);
+            state.keys.insert(hash, user.clone());
+            usable(user).map(AuthedUser)
+        }))
     }
+}
+
+/// Refuses the key of a disabled user and an expired key.
+fn usable(user: Arc<User>) -> Result<Arc<User>, ApiError> {
+    if user.disabled {
+        return Err(ApiError::Unauthorized {
+            message: "This API key belongs to a disabled user.".into(),
+        });
+    }
+    if user
+        .key_expires_at
+        .is_some_and(|expiry| expiry <= UnixMillis::now())
+    {
+        return Err(ApiError::Unauthorized {
+            message: "This API key has expired. Ask the operator for a new one.".into(),
+        });
+    }
+    Ok(user)
 }
 
 impl FromRequest for Admin {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = bearer(req).and_then(|key| {
@@ -113,6 +120,6 @@ impl FromRequest for Admin {
                 })
             }
         });
-        std::future::ready(result)
+        ready(result)
     }
 }
