@@ -14,6 +14,7 @@
 //! A write that fails (disk full, file system gone read-only) is reported to the caller, and
 //! the torn line is cut off again, so no record is ever said to be saved that is not.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -585,42 +586,38 @@ fn write_batch(
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut saved = 0;
-    let mut totals: HashMap<&str, BatchTotals> = HashMap::new();
-    // A record of a user deleted meanwhile is skipped instead of failing the foreign key and
-    // with it the whole batch. One lookup per user and batch, not per row: the transaction
-    // holds the write lock, so no user can go away while it runs.
-    let mut user_exists: HashMap<&str, bool> = HashMap::new();
+    // Each user of the batch, with the sums of their rows; `None` for a user deleted
+    // meanwhile, whose records are skipped instead of failing the foreign key and with it the
+    // whole batch. One lookup per user and batch, not per row: the transaction holds the
+    // write lock, so no user can go away while it runs.
+    let mut totals: HashMap<&str, Option<BatchTotals>> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_USAGE)?;
         let mut find_user = tx.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
         for r in batch {
             let user_id = r.user_id.as_str();
-            let exists = match user_exists.get(user_id) {
-                Some(&exists) => exists,
-                None => {
+            let sums = match totals.entry(user_id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
                     let exists = find_user.exists([user_id])?;
-                    user_exists.insert(user_id, exists);
-                    exists
+                    entry.insert(exists.then(BatchTotals::default))
                 }
             };
-            if !exists {
+            let Some(sums) = sums else {
                 continue;
-            }
-            let inserted = insert.execute(params![
-                r.request_id,
-                r.user_id.as_str(),
-                r.model,
-                r.endpoint.as_str(),
-                to_sql_int(r.prompt_tokens),
-                to_sql_int(r.completion_tokens),
-                to_sql_int(r.total_tokens()),
-                r.status.as_str(),
-                to_sql_int(r.duration_ms),
-                r.created_at.0,
-            ])? == 1;
-            if inserted {
+            };
+            insert.raw_bind_parameter(1, &r.request_id)?;
+            insert.raw_bind_parameter(2, user_id)?;
+            insert.raw_bind_parameter(3, &r.model)?;
+            insert.raw_bind_parameter(4, r.endpoint.as_str())?;
+            insert.raw_bind_parameter(5, to_sql_int(r.prompt_tokens))?;
+            insert.raw_bind_parameter(6, to_sql_int(r.completion_tokens))?;
+            insert.raw_bind_parameter(7, to_sql_int(r.total_tokens()))?;
+            insert.raw_bind_parameter(8, r.status.as_str())?;
+            insert.raw_bind_parameter(9, to_sql_int(r.duration_ms))?;
+            insert.raw_bind_parameter(10, r.created_at.0)?;
+            if insert.raw_execute()? == 1 {
                 saved += 1;
-                let sums = totals.entry(r.user_id.as_str()).or_default();
                 sums.requests = sums.requests.saturating_add(1);
                 sums.prompt_tokens = sums.prompt_tokens.saturating_add(r.prompt_tokens);
                 sums.completion_tokens = sums.completion_tokens.saturating_add(r.completion_tokens);
@@ -628,7 +625,10 @@ fn write_batch(
             }
         }
         let mut add_to_totals = tx.prepare_cached(ADD_TO_TOTALS)?;
-        for (user_id, sums) in &totals {
+        for (user_id, sums) in totals
+            .iter()
+            .filter_map(|(id, sums)| Some((id, sums.as_ref()?)))
+        {
             add_to_totals.execute(params![
                 user_id,
                 to_sql_int(sums.requests),
