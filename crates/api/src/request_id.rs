@@ -50,7 +50,7 @@ pub async fn assign_request_id(
     }
     // The id alone: every field is formatted when the span opens, on every request, and the
     // id is what ties a log line to the client's request and its usage row.
-    let span = tracing::info_span!("request", request_id = id.as_str());
+    let span = tracing::info_span!("request", request_id = %id);
     let result = next.call(req).instrument(span).await;
     if let Some(state) = &state {
         match &result {

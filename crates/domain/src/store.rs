@@ -96,8 +96,8 @@ pub trait UsageStore: Send + Sync {
         filter: &UsageFilter,
         sink: &mut dyn FnMut(UsageRecord) -> bool,
     ) -> Result<(), StoreError>;
-    /// What the rate limiter needs to rebuild its windows: the records since `since`, oldest
-    /// first, merged per user and second (see [`UsageEvent`]).
+    /// What the rate limiter needs to rebuild its windows: the records since `since`, merged
+    /// per user and second (see [`UsageEvent`]), in the order of their seconds.
     fn usage_events_since(&self, since: UnixMillis) -> Result<Vec<UsageEvent>, StoreError>;
     /// Each user's lifetime token total, kept even when old records are deleted.
     fn lifetime_tokens(&self) -> Result<Vec<(UserId, u64)>, StoreError>;

@@ -86,7 +86,7 @@ const MIGRATIONS: &[&str] = &[
     // than half the rate), while only a user's one-model report reads it; that report now
     // walks the user's rows in its time range through `usage_by_user_time`.
     r#"
-    DROP INDEX usage_by_user_model_time;
+    DROP INDEX IF EXISTS usage_by_user_model_time;
     "#,
 ];
 

@@ -141,10 +141,11 @@ impl UsageStore for SqliteStore {
         // of the scan counted in the process's resident memory.
         conn.pragma_update(None, "mmap_size", 0).map_err(db)?;
         let events = merged_events_since(&conn, since);
-        let restored = conn.pragma_update(None, "mmap_size", crate::connection::MMAP_BYTES);
-        let events = events.map_err(db)?;
-        restored.map_err(db)?;
-        Ok(events)
+        if let Err(error) = conn.pragma_update(None, "mmap_size", crate::connection::MMAP_BYTES) {
+            // Only this pooled connection's reads get slower; not a reason to fail start-up.
+            tracing::warn!(%error, "could not turn the memory map back on for a connection");
+        }
+        events.map_err(db)
     }
 
     /// Every user, in id order, with zero for those who never used anything.
@@ -187,7 +188,7 @@ impl UsageStore for SqliteStore {
     }
 }
 
-/// The records since `since` in time order, merged per user and second while they stream by:
+/// The records since `since`, merged per user and second while they stream by in time order:
 /// memory grows with the number of busy seconds, not with the number of rows.
 fn merged_events_since(
     conn: &rusqlite::Connection,

@@ -319,6 +319,12 @@ impl UsageWriter {
         {
             tracing::error!("the usage writer thread panicked");
         }
+        // Nothing is appended after `stopping` is set, so the journal is free for the next
+        // process now, not whenever the last clone of the store happens to be dropped (a
+        // restart in the same process, or a worker thread still winding down).
+        if let Err(error) = shared.lock().file.unlock() {
+            tracing::warn!(%error, "could not release the usage journal's lock");
+        }
     }
 
     pub(crate) fn stats(&self) -> WriterStats {

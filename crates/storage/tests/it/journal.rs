@@ -217,3 +217,23 @@ fn under_steady_load_the_journal_starts_afresh_with_what_is_pending_and_loses_no
         total as u64
     );
 }
+
+#[test]
+fn closing_frees_the_journal_for_the_next_server_while_clones_still_live() {
+    let db = TestDb::new();
+    let first = db.open();
+    first.create_user(new_user("alice").0).unwrap();
+    block_on(first.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
+    // A clone held somewhere else (a worker thread still winding down) outlives the close.
+    let lingering = first.clone();
+    first.close();
+    let next = db
+        .open_with(StoreOptions::default())
+        .expect("the closed store released the journal");
+    assert_eq!(request_ids(&next).len(), 1);
+    // The closed store records nothing more, so the two never append to the same file.
+    let cause = unavailable_cause(block_on(
+        lingering.record_usage(record("alice", "m", T0.plus_millis(1), 1, 1)),
+    ));
+    assert!(matches!(cause, StorageError::WriterStopped), "{cause:?}");
+}
