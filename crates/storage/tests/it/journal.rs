@@ -232,8 +232,7 @@ fn closing_frees_the_journal_for_the_next_server_while_clones_still_live() {
         .expect("the closed store released the journal");
     assert_eq!(request_ids(&next).len(), 1);
     // The closed store records nothing more, so the two never append to the same file.
-    let cause = unavailable_cause(block_on(
-        lingering.record_usage(record("alice", "m", T0.plus_millis(1), 1, 1)),
-    ));
+    let late = record("alice", "m", T0.plus_millis(1), 1, 1);
+    let cause = unavailable_cause(block_on(lingering.record_usage(late)));
     assert!(matches!(cause, StorageError::WriterStopped), "{cause:?}");
 }
