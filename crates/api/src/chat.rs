@@ -193,10 +193,6 @@ pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError)
     ApiError::Upstream(err)
 }
 
-/// Room for one streamed event (a token's `chat.completion.chunk` is about 200 bytes), so
-/// the buffer is not grown from nothing for every token.
-pub(crate) const EVENT_CAPACITY: usize = 256;
-
 /// Ollama's NDJSON stream, re-emitted as OpenAI Server-Sent Events.
 struct SseStream {
     /// Counts this stream in `aiproxy_open_streams` while it lives.
@@ -232,7 +228,7 @@ impl SseStream {
                     return Some(self.finish(chunk).await);
                 }
                 Some(Ok(chunk)) => {
-                    let mut out = Vec::with_capacity(EVENT_CAPACITY);
+                    let mut out = Vec::with_capacity(crate::sse::EVENT_CAPACITY);
                     if let Some(message) = chunk.message {
                         if !message.content.is_empty()
                             || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
@@ -280,7 +276,7 @@ impl SseStream {
     /// The last content (if any), the finish chunk, the usage chunk and `[DONE]`, sent only
     /// after the usage row is committed.
     async fn finish(&mut self, last: ollama::ChatResponse) -> Bytes {
-        let mut out = Vec::with_capacity(4 * EVENT_CAPACITY);
+        let mut out = Vec::with_capacity(4 * crate::sse::EVENT_CAPACITY);
         if let Some(message) = last.message {
             self.writer.write_deltas(&mut out, message);
         }

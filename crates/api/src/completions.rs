@@ -299,7 +299,7 @@ impl TextSse {
                     if let Some(upstream) = self.upstream.take() {
                         upstream.release();
                     }
-                    let mut out = Vec::with_capacity(4 * crate::chat::EVENT_CAPACITY);
+                    let mut out = Vec::with_capacity(4 * crate::sse::EVENT_CAPACITY);
                     if !chunk.response.is_empty() {
                         self.write(&mut out, Some(chunk.response), None, None);
                     }
@@ -339,7 +339,7 @@ impl TextSse {
                         accounting.streamed_tokens += 1;
                         accounting.first_token_sent();
                     }
-                    let mut out = Vec::with_capacity(crate::chat::EVENT_CAPACITY);
+                    let mut out = Vec::with_capacity(crate::sse::EVENT_CAPACITY);
                     self.write(&mut out, Some(chunk.response), None, None);
                     return Some(Bytes::from(out));
                 }

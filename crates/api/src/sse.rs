@@ -8,6 +8,10 @@ use aiproxy_ollama as ollama;
 use crate::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
 use crate::translate::{finish_reason, tool_calls_to_openai};
 
+/// Room for one streamed event (a token's `chat.completion.chunk` is about 200 bytes), so an
+/// event's buffer is not grown from nothing for every token.
+pub(crate) const EVENT_CAPACITY: usize = 256;
+
 /// Writes the SSE events of one streamed chat completion.
 #[derive(Debug)]
 pub struct ChatChunkWriter {

@@ -357,7 +357,7 @@ async fn read_body(
             (None, Some(earlier)) => {
                 let capacity = expected_len
                     .unwrap_or(0)
-                    .clamp(0, limit)
+                    .min(limit)
                     .max(earlier.len() + chunk.len());
                 let mut buffer = BytesMut::with_capacity(capacity);
                 buffer.extend_from_slice(&earlier);

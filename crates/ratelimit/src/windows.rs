@@ -204,7 +204,8 @@ impl UserWindows {
         self.lifetime_tokens = self.lifetime_tokens.saturating_add(total_tokens);
     }
 
-    /// Counts a past request from the usage records: one request and its tokens at `at`.
+    /// Counts past requests from the usage records: `requests` requests and their tokens at
+    /// `at`.
     pub(crate) fn record_past_requests(
         &mut self,
         at: UnixMillis,
