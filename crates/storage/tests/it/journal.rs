@@ -236,3 +236,56 @@ fn closing_frees_the_journal_for_the_next_server_while_clones_still_live() {
     let cause = unavailable_cause(block_on(lingering.record_usage(late)));
     assert!(matches!(cause, StorageError::WriterStopped), "{cause:?}");
 }
+
+#[test]
+fn records_that_finish_together_share_one_write_and_each_learns_it_is_saved() {
+    let db = TestDb::new();
+    let store = db.open_with(lazy()).unwrap();
+    store.create_user(new_user("alice").0).unwrap();
+    let journal = journal_of(&db.path);
+    let header_only = std::fs::read(&journal).unwrap().len();
+    let commits: Vec<_> = (0..3)
+        .map(|i| store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 1)))
+        .collect();
+    assert_eq!(
+        std::fs::read(&journal).unwrap().len(),
+        header_only,
+        "nothing is written before a commit is awaited"
+    );
+    let mut commits = commits.into_iter();
+    block_on(commits.next().unwrap()).unwrap();
+    // The first commit to be awaited wrote the whole group, so a crash now loses nothing.
+    let lines = std::fs::read(&journal).unwrap();
+    assert_eq!(lines.iter().filter(|b| **b == b'\n').count(), 1 + 3);
+    for commit in commits {
+        block_on(commit).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        lines,
+        "nothing written twice"
+    );
+    let restarted = crash_copy(&db).open();
+    assert_eq!(request_ids(&restarted).len(), 3);
+}
+
+#[test]
+fn a_record_whose_commit_is_never_awaited_is_still_saved() {
+    let db = TestDb::new();
+    let store = db
+        .open_with(StoreOptions {
+            ingest_interval: Duration::from_millis(20),
+            ..StoreOptions::default()
+        })
+        .unwrap();
+    store.create_user(new_user("alice").0).unwrap();
+    // A client that went away before its request's usage was awaited.
+    drop(store.record_usage(record("alice", "m", T0, 2, 3)));
+    // The ingest thread writes and ingests it by itself, without a read asking for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.writer_stats().records_committed < 1 {
+        assert!(std::time::Instant::now() < deadline, "never ingested");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 5)]);
+}
