@@ -32,7 +32,8 @@ ROOT=$(pwd)
 # live in the database, so the measured start sees them.
 if [ "${1:-}" = "__candidate-setup" ]; then
   : "${PROXY_BIN:?}" "${BENCH_DB:?}" "${BENCH_PORT:?}" "${OLLAMA_BASE_URL:?}" "${BENCH_ADMIN_KEY:?}" "${BENCH_USER_KEY:?}"
-  rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm"
+  # The usage journal too: a previous run's lines would be replayed into the fresh database.
+  rm -f "$BENCH_DB" "$BENCH_DB-wal" "$BENCH_DB-shm" "$BENCH_DB-usage"
   export HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" RUST_LOG=warn
   "$PROXY_BIN" users create bench --unlimited --api-key "$BENCH_USER_KEY" >/dev/null
   "$PROXY_BIN" > "$BENCH_DB.setup.log" 2>&1 &
