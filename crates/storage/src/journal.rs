@@ -63,15 +63,9 @@ pub(crate) fn header(generation: u64) -> Vec<u8> {
 /// One record as a line, newline included.
 pub(crate) fn encode(record: &UsageRecord) -> Vec<u8> {
     let mut line = Vec::with_capacity(192);
-    encode_into(record, &mut line);
-    line
-}
-
-/// Appends the record's line, newline included, to `out`.
-pub(crate) fn encode_into(record: &UsageRecord, out: &mut Vec<u8>) {
     // Serialising plain strings and integers into a Vec cannot fail.
     let _ = serde_json::to_writer(
-        &mut *out,
+        &mut line,
         &LineOut {
             id: &record.request_id,
             user: record.user_id.as_str(),
@@ -84,7 +78,8 @@ pub(crate) fn encode_into(record: &UsageRecord, out: &mut Vec<u8>) {
             at: record.created_at.0,
         },
     );
-    out.push(b'\n');
+    line.push(b'\n');
+    line
 }
 
 fn decode(line: &[u8]) -> Result<UsageRecord, String> {

@@ -1,12 +1,10 @@
 //! The usage writer: every record goes to a journal file first, and into SQLite soon after.
 //!
-//! `record_usage` adds the record as one line to the journal (`<database>-usage`), and its
-//! future resolves once that line is written: from then on the record survives the process
-//! being killed, which is what a SQLite commit with `synchronous=NORMAL` promised too, for one
-//! small `write` instead of a transaction that rewrites five 4 KiB pages and wakes the caller
-//! from another thread. Lines are written in groups: the future lets the rest of the event
-//! loop's turn run once before writing, so the requests that finish together share one
-//! `write`, and the first of them to come back writes for all. An ingest thread moves journaled records into SQLite in large
+//! `record_usage` appends the record as one line to the journal (`<database>-usage`) and is
+//! done as soon as that write returns: from then on the record survives the process being
+//! killed, which is what a SQLite commit with `synchronous=NORMAL` promised too, for one small
+//! `write` instead of a transaction that rewrites five 4 KiB pages and wakes the caller from
+//! another thread. An ingest thread moves journaled records into SQLite in large
 //! transactions: every `ingest_interval`, as soon as `max_batch_records` wait, or when a
 //! reader asks ([`UsageWriter::flush`]: every read of usage flushes first, so nobody reads
 //! behind the journal). The transaction that inserts records also stores how far into the
@@ -19,13 +17,10 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::future::Future;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -90,8 +85,6 @@ struct Journal {
     len: u64,
     /// Records not yet ingested, oldest first, each with the offset just past its line.
     pending: VecDeque<(UsageRecord, u64)>,
-    /// Records accepted but not yet written, waiting for the rest of their group.
-    open: OpenGroup,
     /// Records ever appended, and how many of them are ingested: a flush waits until the
     /// second reaches what the first was when it asked.
     appended: u64,
@@ -103,32 +96,6 @@ struct Journal {
     stopping: bool,
     /// Set by the ingest thread when it exits.
     stopped: bool,
-}
-
-/// Lines accepted since the last write, to be written with one `write`.
-#[derive(Debug, Default)]
-struct OpenGroup {
-    bytes: Vec<u8>,
-    /// Each record with the length of its line in `bytes`.
-    records: Vec<(UsageRecord, usize)>,
-    outcome: Arc<GroupOutcome>,
-}
-
-/// How writing one group went: set once, when the group is written (or fails to be), and
-/// read by the future of every record in it.
-#[derive(Debug, Default)]
-struct GroupOutcome(OnceLock<Result<(), Arc<std::io::Error>>>);
-
-impl GroupOutcome {
-    fn result(&self) -> Option<Result<(), StoreError>> {
-        let outcome = self.0.get()?;
-        Some(outcome.as_ref().map(|_| ()).map_err(|error| {
-            unavailable(StorageError::JournalWrite(std::io::Error::new(
-                error.kind(),
-                error.to_string(),
-            )))
-        }))
-    }
 }
 
 #[derive(Debug)]
@@ -216,7 +183,6 @@ impl UsageWriter {
             generation,
             broken: false,
             pending: VecDeque::new(),
-            open: OpenGroup::default(),
             appended: 0,
             ingested: 0,
             failures: 0,
@@ -246,22 +212,51 @@ impl UsageWriter {
         })
     }
 
-    /// Adds a record to the journal's open group; the returned future writes the group (unless
-    /// a record that joined it earlier already has) and resolves with how that went. A refused
-    /// record resolves at once. A record whose future is dropped is still written, by the next
-    /// future to write or within `ingest_interval` by the ingest thread.
+    /// Appends a record to the journal; the returned future is already resolved.
     pub(crate) fn submit(&self, record: UsageRecord) -> UsageCommit {
+        Box::pin(std::future::ready(self.append(record)))
+    }
+
+    fn append(&self, record: UsageRecord) -> Result<(), StoreError> {
         let Some(shared) = &self.shared else {
-            return Box::pin(std::future::ready(Err(unavailable((self.refusal)()))));
+            return Err(unavailable((self.refusal)()));
         };
-        match accept(shared, record) {
-            Ok(outcome) => Box::pin(GroupCommit {
-                shared: Arc::clone(shared),
-                outcome,
-                yielded: false,
-            }),
-            Err(refused) => Box::pin(std::future::ready(Err(refused))),
+        let line = journal::encode(&record);
+        let mut journal = shared.lock();
+        if journal.stopping {
+            return Err(unavailable(StorageError::WriterStopped));
         }
+        if journal.broken {
+            return Err(unavailable(StorageError::JournalWrite(
+                std::io::Error::other(
+                    "an earlier failed write could not be cut off the usage journal; restart the server",
+                ),
+            )));
+        }
+        if journal.pending.len() >= MAX_BACKLOG {
+            return Err(unavailable(StorageError::UsageBacklog {
+                records: journal.pending.len(),
+                last_failure: journal.last_failure.clone(),
+            }));
+        }
+        if let Err(source) = journal.file.write_all(&line) {
+            // Part of the line may be in the file; cut it off so the next line starts clean
+            // and a restart does not find half a record.
+            let len = journal.len;
+            if let Err(error) = journal.file.set_len(len) {
+                tracing::error!(%error, "could not cut a torn line off the usage journal; refusing usage until a restart");
+                journal.broken = true;
+            }
+            return Err(unavailable(StorageError::JournalWrite(source)));
+        }
+        journal.len += line.len() as u64;
+        journal.appended += 1;
+        let end = journal.len;
+        journal.pending.push_back((record, end));
+        if journal.pending.len() == shared.max_batch_records {
+            shared.work.notify_one();
+        }
+        Ok(())
     }
 
     /// Waits until every record appended before the call is in the database. Returns at once
@@ -272,7 +267,6 @@ impl UsageWriter {
             return Ok(());
         };
         let mut journal = shared.lock();
-        write_open_group(shared, &mut journal);
         let target = journal.appended;
         let failures_before = journal.failures;
         while journal.ingested < target {
@@ -313,11 +307,7 @@ impl UsageWriter {
         let Some(shared) = &self.shared else {
             return;
         };
-        {
-            let mut journal = shared.lock();
-            journal.stopping = true;
-            write_open_group(shared, &mut journal);
-        }
+        shared.lock().stopping = true;
         shared.work.notify_one();
         let thread = self
             .thread
@@ -343,7 +333,7 @@ impl UsageWriter {
         };
         let c = &shared.counters;
         WriterStats {
-            queued: shared.lock().backlog() as u64,
+            queued: shared.lock().pending.len() as u64,
             batches_committed: c.batches_committed.load(Ordering::Relaxed),
             records_committed: c.records_committed.load(Ordering::Relaxed),
             records_rejected: c.records_rejected.load(Ordering::Relaxed),
@@ -358,116 +348,6 @@ impl UsageWriter {
 impl Drop for UsageWriter {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-impl Journal {
-    /// Records accepted and not yet in the database, written or not.
-    fn backlog(&self) -> usize {
-        self.pending.len() + self.open.records.len()
-    }
-}
-
-/// Adds the record's line to the open group; returns the group's outcome to wait for.
-fn accept(shared: &Shared, record: UsageRecord) -> Result<Arc<GroupOutcome>, StoreError> {
-    let mut journal = shared.lock();
-    if journal.stopping {
-        return Err(unavailable(StorageError::WriterStopped));
-    }
-    if journal.broken {
-        return Err(unavailable(StorageError::JournalWrite(broken_journal())));
-    }
-    if journal.backlog() >= MAX_BACKLOG {
-        return Err(unavailable(StorageError::UsageBacklog {
-            records: journal.backlog(),
-            last_failure: journal.last_failure.clone(),
-        }));
-    }
-    let group = &mut journal.open;
-    let start = group.bytes.len();
-    journal::encode_into(&record, &mut group.bytes);
-    let line_len = group.bytes.len() - start;
-    group.records.push((record, line_len));
-    Ok(Arc::clone(&group.outcome))
-}
-
-fn broken_journal() -> std::io::Error {
-    std::io::Error::other(
-        "an earlier failed write could not be cut off the usage journal; restart the server",
-    )
-}
-
-/// Writes the open group, if it holds anything, and settles its outcome. A failed write is
-/// cut off the file again, so that no record is ever said to be saved that is not, and the
-/// next group starts on a clean line.
-fn write_open_group(shared: &Shared, journal: &mut Journal) {
-    if journal.open.records.is_empty() {
-        return;
-    }
-    // The group's buffers stay for the next group; its outcome goes with it.
-    let outcome = std::mem::take(&mut journal.open.outcome);
-    let written = if journal.broken {
-        Err(broken_journal())
-    } else {
-        journal.file.write_all(&journal.open.bytes)
-    };
-    journal.open.bytes.clear();
-    if let Err(error) = written {
-        journal.open.records.clear();
-        // Part of the group may be in the file.
-        let len = journal.len;
-        if !journal.broken
-            && let Err(cut) = journal.file.set_len(len)
-        {
-            tracing::error!(error = %cut, "could not cut a torn line off the usage journal; refusing usage until a restart");
-            journal.broken = true;
-        }
-        let _ = outcome.0.set(Err(Arc::new(error)));
-        return;
-    }
-    let mut end = journal.len;
-    for (record, line_len) in journal.open.records.drain(..) {
-        end += line_len as u64;
-        journal.pending.push_back((record, end));
-        journal.appended += 1;
-    }
-    journal.len = end;
-    let _ = outcome.0.set(Ok(()));
-    if journal.pending.len() >= shared.max_batch_records {
-        shared.work.notify_one();
-    }
-}
-
-/// The future of one record: resolves once its group is written.
-struct GroupCommit {
-    shared: Arc<Shared>,
-    outcome: Arc<GroupOutcome>,
-    yielded: bool,
-}
-
-impl Future for GroupCommit {
-    type Output = Result<(), StoreError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Some(result) = this.outcome.result() {
-            return Poll::Ready(result);
-        }
-        if !this.yielded {
-            // Once to the back of the queue: the other requests that finished in this turn of
-            // the event loop add their lines meanwhile, and one `write` takes them all.
-            this.yielded = true;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        write_open_group(&this.shared, &mut this.shared.lock());
-        // Written now, by this call or an earlier one: a group is only ever replaced by
-        // writing it, so an unsettled outcome is the open group's.
-        Poll::Ready(
-            this.outcome
-                .result()
-                .unwrap_or_else(|| Err(unavailable(StorageError::WriterStopped))),
-        )
     }
 }
 
@@ -576,10 +456,10 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
             && journal.pending.len() < shared.max_batch_records
         {
             let now = Instant::now();
-            if now >= due && journal.backlog() > 0 {
+            if now >= due && !journal.pending.is_empty() {
                 break;
             }
-            let wait = if journal.backlog() == 0 {
+            let wait = if journal.pending.is_empty() {
                 interval
             } else {
                 due.saturating_duration_since(now)
@@ -591,8 +471,6 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
                 .0;
         }
         journal.flush_requested = false;
-        // Lines whose futures were dropped before writing them.
-        write_open_group(shared, &mut journal);
         if journal.pending.is_empty() {
             if journal.stopping {
                 break;
