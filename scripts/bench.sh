@@ -363,7 +363,7 @@ litellm_workers = meta(r"litellm_workers=(\S+)", lite_meta) if lite_rows else "â
 w(f"- {cpus} CPUs ({cpu_model}), {mem} GiB RAM; {os_name}, kernel {kernel}; {env['RUSTC_VERSION']}.")
 w(f"- Load generator {oha}; nginx {nginx}; LiteLLM {litellm_version}.")
 w(f"- Upstream and nginx {up_workers} worker processes each; aiproxy's default worker count "
-  f"(one per core); LiteLLM {litellm_workers} worker(s).")
+  f"(one for every two cores); LiteLLM {litellm_workers} worker(s).")
 w("- The load generator, the upstream and the proxy under test share the same cores, so absolute numbers")
 w("  compare only within this run; *proxy CPU Âµs/req* is the figure least sensitive to that sharing.")
 w("  Before each column the harness waits (up to `QUIET_WAIT` s) for other work on the machine to use")

@@ -99,7 +99,7 @@ impl Application {
                 .with_extra_metrics(writer_metrics(store.clone())),
         );
         let ollama_config = settings.ollama_config();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             // awc clients are not Send: each worker builds its own (and its own pool).
             let client = web::Data::new(OllamaClient::new(&ollama_config));
             let (app, openapi) = App::new()
@@ -128,10 +128,8 @@ impl Application {
                 tracing::debug!(error = %err, "could not set TCP_NODELAY");
             }
         });
-        if settings.workers > 0 {
-            server = server.workers(settings.workers);
-        }
         let server = server
+            .workers(settings.worker_count())
             .listen(listener)
             .map_err(|source| StartError::Bind { address, source })?
             .run();
@@ -344,5 +342,17 @@ mod tests {
         let now = UnixMillis(100 * DAY);
         assert!(retention_cutoff(now, u64::MAX) < UnixMillis(0));
         assert!(retention_cutoff(now, u64::MAX / 2) < UnixMillis(0));
+    }
+
+    #[test]
+    fn workers_default_to_one_for_every_two_cores_and_a_set_count_wins() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let automatic = Settings::default().worker_count();
+        assert_eq!(automatic, (cores / 2).max(1));
+        let set = Settings {
+            workers: 3,
+            ..Settings::default()
+        };
+        assert_eq!(set.worker_count(), 3);
     }
 }

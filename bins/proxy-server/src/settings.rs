@@ -42,7 +42,7 @@ pub struct Settings {
     pub default_completion_budget: u64,
     /// Seconds in-flight requests get to finish after SIGTERM.
     pub shutdown_grace_secs: u64,
-    /// HTTP worker threads (0: one per core).
+    /// HTTP worker threads (0: one for every two cores, at least one; see `worker_count`).
     pub workers: usize,
     /// `text` or `json`.
     pub log_format: String,
@@ -207,6 +207,22 @@ impl Settings {
             idle_timeout: Duration::from_secs(self.ollama_idle_timeout_secs),
             max_connections: self.ollama_max_connections,
         }
+    }
+
+    /// The HTTP worker threads to start: `workers`, or when that is 0, one for every two
+    /// cores and at least one.
+    ///
+    /// Not one per core: the proxy shares its machine with the model server and the clients,
+    /// and one worker already serves tens of thousands of requests a second, far more than a
+    /// model answers. On the 2-core benchmark machine a second worker bought no throughput and
+    /// cost CPU: with both workers often idle, each one woke for every token of a stream
+    /// (16 reads, writes and context switches per streamed answer instead of 2.5; 470 against
+    /// 111 µs of CPU per stream at 16 concurrent streams). `docs/performance.md` has the runs.
+    pub fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            return self.workers;
+        }
+        std::thread::available_parallelism().map_or(1, |cores| (cores.get() / 2).max(1))
     }
 
     /// The HTTP layer's settings.
