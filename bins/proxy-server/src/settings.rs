@@ -213,11 +213,12 @@ impl Settings {
     /// cores and at least one.
     ///
     /// Not one per core: the proxy shares its machine with the model server and the clients,
-    /// and one worker already serves tens of thousands of requests a second, far more than a
-    /// model answers. On the 2-core benchmark machine a second worker bought no throughput and
-    /// cost CPU: with both workers often idle, each one woke for every token of a stream
-    /// (16 reads, writes and context switches per streamed answer instead of 2.5; 470 against
-    /// 111 µs of CPU per stream at 16 concurrent streams). `docs/performance.md` has the runs.
+    /// and one worker already serves about twenty thousand requests a second, far more than a
+    /// model answers. On the 2-core benchmark machine one worker used the least CPU per request
+    /// of any run (42 µs at 16 and 128 concurrent requests, 46–54 µs with two) at about the
+    /// same throughput relative to the actix+awc floor; and two often-idle workers can fall
+    /// into waking for every token of a fast stream (16 reads, writes and context switches per
+    /// streamed answer instead of 2.5). `docs/performance.md` has the runs.
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             return self.workers;
