@@ -213,12 +213,10 @@ impl Settings {
     /// cores and at least one.
     ///
     /// Not one per core: the proxy shares its machine with the model server and the clients,
-    /// and one worker already serves about twenty thousand requests a second, far more than a
-    /// model answers. On the 2-core benchmark machine one worker used the least CPU per request
-    /// of any run (42 µs at 16 and 128 concurrent requests, 46–48 µs with two) at about the
-    /// same throughput relative to the actix+awc floor; and two often-idle workers can fall
-    /// into waking for every token of a fast stream (16 reads, writes and context switches per
-    /// streamed answer instead of 2.5). `docs/performance.md` has the runs.
+    /// and one worker already serves far more requests a second than a model answers. On the
+    /// 2-core benchmark machine one worker used less CPU per request than two, and two
+    /// often-idle workers could fall into waking for every token of a fast stream. The runs
+    /// behind this are in `docs/performance.md` (fix 12).
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             return self.workers;
