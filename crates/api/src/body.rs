@@ -87,17 +87,25 @@ pub(crate) fn content_length(req: &actix_web::HttpRequest) -> Option<usize> {
 /// What `HttpResponseBuilder::json` does, without its costs on the hot path: the buffer is
 /// sized for a typical answer instead of grown from nothing, and the content type is a
 /// constant instead of a `mime` converted on every response.
-pub(crate) fn json_response(
-    mut response: HttpResponseBuilder,
-    value: &impl Serialize,
-) -> HttpResponse {
-    let mut body = Vec::with_capacity(1024);
+pub(crate) fn json_response(response: HttpResponseBuilder, value: &impl Serialize) -> HttpResponse {
+    let mut body = Vec::with_capacity(JSON_CAPACITY);
     match serde_json::to_writer(&mut body, value) {
-        Ok(()) => response
-            .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
-            .body(body),
+        Ok(()) => json_bytes_response(response, body),
         // Only a type whose `Serialize` fails gets here (ours do not); answer as
         // `HttpResponseBuilder::json` would.
         Err(error) => actix_web::Error::from(error).error_response(),
     }
+}
+
+/// Room for a typical JSON answer, so its buffer is not grown from nothing.
+pub(crate) const JSON_CAPACITY: usize = 1024;
+
+/// Finishes `response` with `body`, already JSON.
+pub(crate) fn json_bytes_response(
+    mut response: HttpResponseBuilder,
+    body: Vec<u8>,
+) -> HttpResponse {
+    response
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
+        .body(body)
 }

@@ -173,7 +173,9 @@ pub async fn chat_completions(
         usage,
         system_fingerprint: "fp_ollama",
     };
-    Ok(crate::body::json_response(response, &completion))
+    let mut body = Vec::with_capacity(crate::body::JSON_CAPACITY);
+    completion.write_json(&mut body);
+    Ok(crate::body::json_bytes_response(response, body))
 }
 
 /// Ends the bill of a request that failed before any answer: no row when Ollama was never

@@ -22,6 +22,8 @@ struct Header<'a> {
     generation: u64,
 }
 
+/// A line's fields as serde writes them: what [`encode`] must match.
+#[cfg(test)]
 #[derive(Serialize)]
 struct LineOut<'a> {
     id: &'a str,
@@ -61,25 +63,37 @@ pub(crate) fn header(generation: u64) -> Vec<u8> {
 }
 
 /// One record as a line, newline included.
+///
+/// Every request appends one, on its own worker. Written by hand rather than through serde:
+/// serde_json escapes each field name at run time, and the names are constants. The test
+/// `a_line_is_written_as_serde_writes_it` holds it to the derived form.
 pub(crate) fn encode(record: &UsageRecord) -> Vec<u8> {
     let mut line = Vec::with_capacity(192);
-    // Serialising plain strings and integers into a Vec cannot fail.
-    let _ = serde_json::to_writer(
-        &mut line,
-        &LineOut {
-            id: &record.request_id,
-            user: record.user_id.as_str(),
-            model: &record.model,
-            endpoint: record.endpoint.as_str(),
-            prompt: record.prompt_tokens,
-            completion: record.completion_tokens,
-            status: record.status.as_str(),
-            ms: record.duration_ms,
-            at: record.created_at.0,
-        },
-    );
-    line.push(b'\n');
+    line.extend_from_slice(b"{\"id\":");
+    push_json(&mut line, &record.request_id);
+    line.extend_from_slice(b",\"user\":");
+    push_json(&mut line, record.user_id.as_str());
+    line.extend_from_slice(b",\"model\":");
+    push_json(&mut line, &record.model);
+    line.extend_from_slice(b",\"endpoint\":");
+    push_json(&mut line, record.endpoint.as_str());
+    line.extend_from_slice(b",\"prompt\":");
+    push_json(&mut line, &record.prompt_tokens);
+    line.extend_from_slice(b",\"completion\":");
+    push_json(&mut line, &record.completion_tokens);
+    line.extend_from_slice(b",\"status\":");
+    push_json(&mut line, record.status.as_str());
+    line.extend_from_slice(b",\"ms\":");
+    push_json(&mut line, &record.duration_ms);
+    line.extend_from_slice(b",\"at\":");
+    push_json(&mut line, &record.created_at.0);
+    line.extend_from_slice(b"}\n");
     line
+}
+
+/// Appends a string or an integer as JSON; neither can fail, nor can writing into a `Vec`.
+fn push_json(line: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+    let _ = serde_json::to_writer(&mut *line, value);
 }
 
 fn decode(line: &[u8]) -> Result<UsageRecord, String> {
@@ -166,6 +180,41 @@ mod tests {
             status: UsageStatus::Aborted,
             duration_ms: 5,
             created_at: UnixMillis(1_700_000_000_000),
+        }
+    }
+
+    #[test]
+    fn a_line_is_written_as_serde_writes_it() {
+        for (id, model, at) in [
+            ("req-1", "llama3.2", 1_700_000_000_000),
+            (
+                "a \"quoted\" id\\ \u{1}\n",
+                "qwen2.5:7b \u{2028} 日本 🦀",
+                -1,
+            ),
+            ("", "", i64::MIN),
+        ] {
+            let mut record = record(id);
+            record.model = model.into();
+            record.created_at = UnixMillis(at);
+            record.prompt_tokens = u64::MAX;
+            let mut derived = serde_json::to_vec(&LineOut {
+                id: &record.request_id,
+                user: record.user_id.as_str(),
+                model: &record.model,
+                endpoint: record.endpoint.as_str(),
+                prompt: record.prompt_tokens,
+                completion: record.completion_tokens,
+                status: record.status.as_str(),
+                ms: record.duration_ms,
+                at: record.created_at.0,
+            })
+            .unwrap();
+            derived.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&encode(&record)),
+                String::from_utf8_lossy(&derived)
+            );
         }
     }
 
