@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::OllamaConfig;
 use crate::error::{OllamaError, TimeoutPhase};
-use crate::ndjson::{BodyStream, ChatStream, GenerateStream, NdjsonStream};
+use crate::ndjson::{BodyStream, ChatStream, GenerateStream, NdjsonStream, from_json_bytes};
 use crate::types::{
     ChatBody, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GenerateBody,
     GenerateRequest, GenerateResponse, ShowRequest, ShowResponse, TagsResponse, VersionResponse,
@@ -233,7 +233,7 @@ impl OllamaClient {
                 ),
             });
         }
-        serde_json::from_slice(&bytes).map_err(|error| {
+        from_json_bytes(&bytes).map_err(|error| {
             tracing::debug!(path, %error, "Ollama body did not parse");
             if error.is_eof() && response.content_length.is_none() {
                 OllamaError::Interrupted {

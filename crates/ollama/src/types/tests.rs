@@ -282,3 +282,21 @@ fn generate_body_forces_stream_and_keeps_everything_else() {
         expected
     );
 }
+
+#[test]
+fn recorded_chat_requests_are_sent_as_they_were_recorded() {
+    for name in ["chat-stream-stop.httprr", "chat-format-jsonschema.httprr"] {
+        let exchange = recorded(name);
+        let request: ChatRequest = serde_json::from_slice(&exchange.request_body).unwrap();
+        let body = ChatBody::new(&request, request.stream.unwrap_or(true));
+        let sent = serde_json::to_value(&body).unwrap();
+        let mut original: Value = serde_json::from_slice(&exchange.request_body).unwrap();
+        // Left out, `stream` means true to Ollama; the client always says it.
+        original
+            .as_object_mut()
+            .unwrap()
+            .entry("stream")
+            .or_insert(json!(true));
+        assert_eq!(sent, original, "{name}");
+    }
+}
