@@ -44,6 +44,11 @@ async fn main() -> std::io::Result<()> {
         .and_then(|port| port.parse().ok())
         .unwrap_or(8001);
     let chat_url = format!("{}/api/chat", base.trim_end_matches('/'));
+    // As many workers as the real server would start (`WORKERS`, else one per two cores), so
+    // that the two differ by the server's features alone.
+    let workers = proxy_server::Settings::from_env()
+        .map_err(std::io::Error::other)?
+        .worker_count();
     HttpServer::new(move || {
         let client = awc::Client::builder()
             .connector(awc::Connector::new().limit(256))
@@ -61,6 +66,7 @@ async fn main() -> std::io::Result<()> {
             let _ = tcp.set_nodelay(true);
         }
     })
+    .workers(workers)
     .bind((host.as_str(), port))?
     .run()
     .await
