@@ -5,6 +5,8 @@
 #   aiproxy -> our release proxy-server with auth, rate limits (on, very large) and accounting
 #   litellm -> LiteLLM's proxy as shipped (and `litellm-mi`, the same with static model_info)
 # non-streaming and streaming at concurrency 1, 16 and 128, and writes docs/benchmarks.md.
+# nginx and aiproxy are measured twice (nginx, aiproxy, then aiproxy, nginx) and their figures
+# pooled, since the targets compare those two and the machine drifts over minutes.
 #
 # It drives the shared harness (../shared/bench: fake upstream, nginx and LiteLLM anchors, oha,
 # foreign-CPU detection), copied into a scratch folder first because the harness writes beside
@@ -115,9 +117,9 @@ export LITELLM_WORKERS=${LITELLM_WORKERS:-1}
 self="$ROOT/scripts/bench.sh"
 cand_cmd="env HOST=127.0.0.1 PORT=\$BENCH_PORT OLLAMA_BASE_URL=\$OLLAMA_BASE_URL ADMIN_API_KEY=\$BENCH_ADMIN_KEY DATABASE_PATH=\$BENCH_DB RUST_LOG=warn $PROXY_BIN"
 common=(--duration "$DURATION" --repeats "$REPEATS" --warmup "$WARMUP" --conc "$CONC" --stream-conc "$CONC")
-main_args=(--anchors direct,nginx "${common[@]}"
-  --candidate aiproxy --candidate-port "$BENCH_PORT" --candidate-key "$BENCH_USER_KEY"
+cand_args=(--candidate aiproxy --candidate-port "$BENCH_PORT" --candidate-key "$BENCH_USER_KEY"
   --candidate-setup "bash $self __candidate-setup" --candidate-cmd "$cand_cmd")
+main_args=(--anchors direct,nginx "${common[@]}" "${cand_args[@]}")
 litellm_args=(--anchors litellm,litellm-mi "${common[@]}")
 
 newest_csv() { ls -t "$H"/results/*.csv 2>/dev/null | head -1 || true; }
@@ -127,6 +129,31 @@ before=$(newest_csv)
 (cd "$H" && ./run-anchors.sh "${main_args[@]}") > "$WORK/run-main.log" 2>&1 \
   || { tail -40 "$WORK/run-main.log" >&2; echo "the main harness run failed" >&2; exit 1; }
 MAIN_CSV=$(newest_csv); [ "$MAIN_CSV" != "$before" ] || { echo "no results from the main run" >&2; exit 1; }
+
+# Accounting really ran: what the database recorded for the bench user over the main run (the
+# second round below starts from a fresh database).
+USAGE_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
+  "$PROXY_BIN" users list 2>&1 | grep -E '^bench\b' || true)
+LIMITS_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
+  "$PROXY_BIN" users show bench 2>&1 | grep '^limits' || true)
+
+# A second round of the two columns the targets compare, in the opposite order: the machine
+# drifts over minutes, and nginx, aiproxy, aiproxy, nginx lays a steady drift on both alike.
+# Their figures are the medians over both rounds.
+log "measuring aiproxy and nginx again, in that order (log: $WORK/run-again.log)"
+AGAIN_CSVS=""
+for column in aiproxy nginx; do
+  if [ "$column" = aiproxy ]; then
+    args=(--anchors "" "${common[@]}" "${cand_args[@]}")
+  else
+    args=(--anchors nginx "${common[@]}")
+  fi
+  before=$(newest_csv)
+  (cd "$H" && ./run-anchors.sh "${args[@]}") >> "$WORK/run-again.log" 2>&1 \
+    || { tail -40 "$WORK/run-again.log" >&2; echo "the second round ($column) failed" >&2; exit 1; }
+  csv=$(newest_csv); [ "$csv" != "$before" ] || { echo "no results from the second round" >&2; exit 1; }
+  AGAIN_CSVS="$AGAIN_CSVS $csv"
+done
 t_main=$(date +%s)
 
 # The floor of our HTTP stack, measured the same way: actix-web + awc forwarding bytes,
@@ -142,12 +169,6 @@ else
   tail -20 "$WORK/run-floor.log" >&2; log "the floor run failed; the doc says so"
 fi
 t_floor=$(date +%s)
-
-# Accounting really ran: what the database recorded for the bench user over the whole run.
-USAGE_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
-  "$PROXY_BIN" users list 2>&1 | grep -E '^bench\b' || true)
-LIMITS_LINE=$(HOST=127.0.0.1 PORT="$BENCH_PORT" ADMIN_API_KEY="$BENCH_ADMIN_KEY" DATABASE_PATH="$BENCH_DB" \
-  "$PROXY_BIN" users show bench 2>&1 | grep '^limits' || true)
 
 # LiteLLM separately: a LiteLLM that fails to start ends a harness invocation, and must not
 # take our column with it.
@@ -268,12 +289,16 @@ if [ -f .git/HEAD ]; then
 fi
 
 mkdir -p "$(dirname "$OUT")"
-export MAIN_CSV LITELLM_CSV FLOOR_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
+export MAIN_CSV AGAIN_CSVS LITELLM_CSV FLOOR_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
   t_start t_built t_setup t_main t_floor t_litellm t_end STREAMS RSS_IDLE_KIB RSS_PEAK_KIB RSS_AFTER_KIB OPEN_PEAK \
   STREAMS_SUMMARY STARTUP_MS BIG_ROWS
 export CMD_LINE="scripts/bench.sh --duration $DURATION --repeats $REPEATS --warmup $WARMUP --conc \"$CONC\"$([ "$WITH_LITELLM" = 0 ] && echo ' --no-litellm')"
 shown_cmd=${cand_cmd//"$ROOT"\//}
-export MAIN_CMD="./run-anchors.sh --anchors direct,nginx ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\" --candidate aiproxy --candidate-port $BENCH_PORT --candidate-key $BENCH_USER_KEY --candidate-setup 'bash scripts/bench.sh __candidate-setup' --candidate-cmd '$shown_cmd'"
+shown_cand="--candidate aiproxy --candidate-port $BENCH_PORT --candidate-key $BENCH_USER_KEY --candidate-setup 'bash scripts/bench.sh __candidate-setup' --candidate-cmd '$shown_cmd'"
+shown_common="${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
+export MAIN_CMD="./run-anchors.sh --anchors direct,nginx $shown_common $shown_cand
+./run-anchors.sh --anchors '' $shown_common $shown_cand   # second round: aiproxy,
+./run-anchors.sh --anchors nginx $shown_common            # then nginx"
 export LITELLM_CMD="LITELLM_WORKERS=$LITELLM_WORKERS ./run-anchors.sh --anchors litellm,litellm-mi ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
 export RUSTC_VERSION="$(rustc --version)" PROXY_BIN_REL="${PROXY_BIN#"$ROOT"/}"
 python3 - "$OUT" <<'PY'
@@ -292,10 +317,11 @@ def load(path):
     return rows, open(meta_path).read() if os.path.exists(meta_path) else ""
 
 main_rows, main_meta = load(env["MAIN_CSV"])
+again_rows = [r for path in env.get("AGAIN_CSVS", "").split() for r in load(path)[0]]
 lite_rows, lite_meta = load(env.get("LITELLM_CSV", ""))
 floor_rows, floor_meta = load(env.get("FLOOR_CSV", ""))
 groups = OrderedDict()
-for r in main_rows + floor_rows + lite_rows:
+for r in main_rows + again_rows + floor_rows + lite_rows:
     groups.setdefault((r["anchor"], r["mode"], int(r["conc"])), []).append(r)
 
 def med(anchor, mode, c, key):
@@ -372,7 +398,10 @@ w("")
 w("## How it was measured")
 w("")
 w(f"Per column: {env['WARMUP']} s warm-up at c=10, then each point for {env['DURATION']} s × {env['REPEATS']} "
-  f"repeat{'s (median shown)' if int(env['REPEATS']) > 1 else ''} — short points on shared cores: the")
+  f"repeat{'s (median shown)' if int(env['REPEATS']) > 1 else ''}. nginx and aiproxy, the two columns the")
+w("targets compare, run twice, in the order nginx, aiproxy, aiproxy, nginx, so that the machine's drift")
+w(f"over those minutes weighs on both alike; their figures are medians over all {2 * int(env['REPEATS'])} "
+  "repeats. Short points on shared cores: the")
 w("*req/s per repeat* column under *Every point* shows how much repeats differ. Per point:")
 w("`oha --no-tui --output-format json -w -m POST -H 'Content-Type: application/json' "
   "-H 'Authorization: Bearer <key>' -D body.json -z <S>s -c <C> <url>`")
