@@ -316,14 +316,10 @@ impl ChatCompletion {
     /// time and writes it in three pieces; here the names are constants, so only the values
     /// (the ids, the model and the answer's text) are escaped. `tests` compares the two.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"id\":");
-        push_json(out, &self.id);
-        out.extend_from_slice(b",\"object\":");
-        push_json(out, self.object);
-        out.extend_from_slice(b",\"created\":");
-        push_json(out, &self.created);
-        out.extend_from_slice(b",\"model\":");
-        push_json(out, &self.model);
+        push_field(out, b"{\"id\":", &self.id);
+        push_field(out, b",\"object\":", self.object);
+        push_field(out, b",\"created\":", &self.created);
+        push_field(out, b",\"model\":", &self.model);
         out.extend_from_slice(b",\"choices\":[");
         for (position, choice) in self.choices.iter().enumerate() {
             if position > 0 {
@@ -331,14 +327,18 @@ impl ChatCompletion {
             }
             choice.write_json(out);
         }
-        out.extend_from_slice(b"],\"usage\":{\"prompt_tokens\":");
-        push_json(out, &self.usage.prompt_tokens);
-        out.extend_from_slice(b",\"completion_tokens\":");
-        push_json(out, &self.usage.completion_tokens);
-        out.extend_from_slice(b",\"total_tokens\":");
-        push_json(out, &self.usage.total_tokens);
-        out.extend_from_slice(b"},\"system_fingerprint\":");
-        push_json(out, self.system_fingerprint);
+        push_field(
+            out,
+            b"],\"usage\":{\"prompt_tokens\":",
+            &self.usage.prompt_tokens,
+        );
+        push_field(
+            out,
+            b",\"completion_tokens\":",
+            &self.usage.completion_tokens,
+        );
+        push_field(out, b",\"total_tokens\":", &self.usage.total_tokens);
+        push_field(out, b"},\"system_fingerprint\":", self.system_fingerprint);
         out.push(b'}');
     }
 }
@@ -346,33 +346,27 @@ impl ChatCompletion {
 impl Choice {
     fn write_json(&self, out: &mut Vec<u8>) {
         let message = &self.message;
-        out.extend_from_slice(b"{\"index\":");
-        push_json(out, &self.index);
-        out.extend_from_slice(b",\"message\":{\"role\":");
-        push_json(out, message.role);
-        out.extend_from_slice(b",\"content\":");
-        push_json(out, &message.content);
+        push_field(out, b"{\"index\":", &self.index);
+        push_field(out, b",\"message\":{\"role\":", message.role);
+        push_field(out, b",\"content\":", &message.content);
         if let Some(reasoning) = &message.reasoning_content {
-            out.extend_from_slice(b",\"reasoning_content\":");
-            push_json(out, reasoning);
+            push_field(out, b",\"reasoning_content\":", reasoning);
         }
         if let Some(calls) = &message.tool_calls {
-            out.extend_from_slice(b",\"tool_calls\":");
-            push_json(out, calls);
+            push_field(out, b",\"tool_calls\":", calls);
         }
-        out.extend_from_slice(b",\"refusal\":");
-        push_json(out, &message.refusal);
-        out.extend_from_slice(b"},\"logprobs\":");
-        push_json(out, &self.logprobs);
-        out.extend_from_slice(b",\"finish_reason\":");
-        push_json(out, &self.finish_reason);
+        push_field(out, b",\"refusal\":", &message.refusal);
+        push_field(out, b"},\"logprobs\":", &self.logprobs);
+        push_field(out, b",\"finish_reason\":", &self.finish_reason);
         out.push(b'}');
     }
 }
 
-/// Appends one value as JSON. Writing into a `Vec` cannot fail, and the values written here
-/// (strings, integers, and types whose `Serialize` is derived) have no failing `Serialize`.
-fn push_json(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+/// Appends `name` (with its punctuation) and then `value` as JSON. Writing into a `Vec` cannot
+/// fail, and the values written here (strings, integers, and types whose `Serialize` is
+/// derived) have no failing `Serialize`.
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &(impl Serialize + ?Sized)) {
+    out.extend_from_slice(name);
     let _ = serde_json::to_writer(&mut *out, value);
 }
 

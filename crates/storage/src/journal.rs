@@ -69,30 +69,23 @@ pub(crate) fn header(generation: u64) -> Vec<u8> {
 /// `a_line_is_written_as_serde_writes_it` holds it to the derived form.
 pub(crate) fn encode(record: &UsageRecord) -> Vec<u8> {
     let mut line = Vec::with_capacity(192);
-    line.extend_from_slice(b"{\"id\":");
-    push_json(&mut line, &record.request_id);
-    line.extend_from_slice(b",\"user\":");
-    push_json(&mut line, record.user_id.as_str());
-    line.extend_from_slice(b",\"model\":");
-    push_json(&mut line, &record.model);
-    line.extend_from_slice(b",\"endpoint\":");
-    push_json(&mut line, record.endpoint.as_str());
-    line.extend_from_slice(b",\"prompt\":");
-    push_json(&mut line, &record.prompt_tokens);
-    line.extend_from_slice(b",\"completion\":");
-    push_json(&mut line, &record.completion_tokens);
-    line.extend_from_slice(b",\"status\":");
-    push_json(&mut line, record.status.as_str());
-    line.extend_from_slice(b",\"ms\":");
-    push_json(&mut line, &record.duration_ms);
-    line.extend_from_slice(b",\"at\":");
-    push_json(&mut line, &record.created_at.0);
+    push_field(&mut line, b"{\"id\":", &record.request_id);
+    push_field(&mut line, b",\"user\":", record.user_id.as_str());
+    push_field(&mut line, b",\"model\":", &record.model);
+    push_field(&mut line, b",\"endpoint\":", record.endpoint.as_str());
+    push_field(&mut line, b",\"prompt\":", &record.prompt_tokens);
+    push_field(&mut line, b",\"completion\":", &record.completion_tokens);
+    push_field(&mut line, b",\"status\":", record.status.as_str());
+    push_field(&mut line, b",\"ms\":", &record.duration_ms);
+    push_field(&mut line, b",\"at\":", &record.created_at.0);
     line.extend_from_slice(b"}\n");
     line
 }
 
-/// Appends a string or an integer as JSON; neither can fail, nor can writing into a `Vec`.
-fn push_json(line: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+/// Appends the name (with its punctuation) and the value, a string or an integer, as JSON;
+/// neither can fail, nor can writing into a `Vec`.
+fn push_field(line: &mut Vec<u8>, name: &[u8], value: &(impl Serialize + ?Sized)) {
+    line.extend_from_slice(name);
     let _ = serde_json::to_writer(&mut *line, value);
 }
 
