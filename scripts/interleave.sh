@@ -66,8 +66,10 @@ nginx_start proxy-nginx "$WORK/bench/proxy-nginx/nginx.conf.tmpl" "$PX_PORT" >/d
 bash "$ROOT/scripts/bench.sh" __candidate-setup > "$WORK/interleave-setup.log" 2>&1 \
   || { cat "$WORK/interleave-setup.log" >&2; exit 1; }
 
-cpu_ticks() { local t=0 p q; for p in "$@"; do for q in $(pid_tree "$p"); do
-  t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0))); done; done; echo "$t"; }
+# utime+stime over the process trees, in clock ticks; the comm field is cut off first, as the
+# harness's run-anchors.sh does, since a name may hold spaces.
+cpu_ticks() { local t=0 p q v; for p in "$@"; do for q in $(pid_tree "$p"); do
+  v=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$q/stat" 2>/dev/null); t=$((t + ${v:-0})); done; done; echo "$t"; }
 load() { # load CONC SECONDS URL [--output-format json]
   local c=$1 s=$2 url=$3; shift 3
   oha --no-tui -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_USER_KEY" \
@@ -99,17 +101,16 @@ stop_proxy() {
   kill -TERM "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=""
   local i; for i in $(seq 50); do port_free "$BENCH_PORT" && break; sleep 0.1; done
 }
-column() { # column NAME
-  local c
-  case $1 in
-    nginx) for c in $CONC; do point nginx "$c" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$(nginx_pid proxy-nginx)"; done;;
-    floor) start_proxy "$FLOOR_BIN"
-      for c in $CONC; do point floor "$c" "http://127.0.0.1:$BENCH_PORT/v1/chat/completions" "$proxy_pid"; done; stop_proxy;;
-    aiproxy) start_proxy "$PROXY_BIN"
-      for c in $CONC; do point aiproxy "$c" "http://127.0.0.1:$BENCH_PORT/v1/chat/completions" "$proxy_pid"; done; stop_proxy;;
-    compare) start_proxy "$COMPARE"
-      for c in $CONC; do point compare "$c" "http://127.0.0.1:$BENCH_PORT/v1/chat/completions" "$proxy_pid"; done; stop_proxy;;
-  esac
+column() { # column NAME: nginx is already running; the others are started for their points
+  local c bin
+  if [ "$1" = nginx ]; then
+    for c in $CONC; do point nginx "$c" "http://127.0.0.1:$PX_PORT/v1/chat/completions" "$(nginx_pid proxy-nginx)"; done
+    return
+  fi
+  case $1 in floor) bin=$FLOOR_BIN;; aiproxy) bin=$PROXY_BIN;; compare) bin=$COMPARE;; esac
+  start_proxy "$bin"
+  for c in $CONC; do point "$1" "$c" "http://127.0.0.1:$BENCH_PORT/v1/chat/completions" "$proxy_pid"; done
+  stop_proxy
 }
 
 columns="nginx floor aiproxy${COMPARE:+ compare}"
