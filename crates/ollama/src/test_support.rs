@@ -1,5 +1,5 @@
-//! Reads the recorded Ollama exchanges in `shared/fixtures/ollama-recorded/` (beside the
-//! repository, or where `AIPROXY_FIXTURES` points) for unit tests.
+//! Reads the recorded Ollama exchanges in the repository's `tests/fixtures/ollama-recorded/`
+//! (sources and licences in its README) for unit tests.
 
 use std::path::PathBuf;
 
@@ -11,13 +11,9 @@ pub(crate) struct Recorded {
 }
 
 pub(crate) fn fixture_bytes(name: &str) -> Vec<u8> {
-    let beside_repo =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ollama-recorded");
-    let dir = match std::env::var_os("AIPROXY_FIXTURES").map(PathBuf::from) {
-        Some(dir) if !beside_repo.is_dir() => dir,
-        _ => beside_repo,
-    };
-    let path = dir.join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/ollama-recorded")
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 

@@ -9,22 +9,9 @@ use serde_json::{Value, json};
 
 use crate::client::{RawResponse, assert_go_timestamp, dechunk, post, start};
 
+/// The recordings, kept in the repository (sources and licences in their README).
 fn fixtures_dir() -> PathBuf {
-    let beside_repo =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ollama-recorded");
-    if beside_repo.is_dir() {
-        return beside_repo;
-    }
-    if let Some(dir) = std::env::var_os("AIPROXY_FIXTURES").map(PathBuf::from)
-        && dir.is_dir()
-    {
-        return dir;
-    }
-    panic!(
-        "recorded Ollama fixtures not found: looked in {} and in $AIPROXY_FIXTURES; \
-         point AIPROXY_FIXTURES at the ollama-recorded folder",
-        beside_repo.display()
-    );
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ollama-recorded")
 }
 
 /// One exchange of an `.httprr` trace.
