@@ -1,14 +1,18 @@
 //! Live switches for latency and faults, and the counters and request log tests read back.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use crate::SimError;
+use crate::config::SimConfig;
+use crate::model::{ModelName, SimModel};
+use crate::registry::{KeepAlive, LoadedModel, Registry, SimClock};
 
 /// The message real Ollama streams when the runner fails mid-generation.
 pub const MODEL_ERROR_MESSAGE: &str = "an error was encountered while running the model";
@@ -48,10 +52,14 @@ pub struct SimSettings {
     /// When set, the faults apply to this many more requests and are then cleared
     /// (`Some(0)` disables them at once). Delays are not affected.
     pub faults_for_next: Option<usize>,
+    /// Every route but `/sim/*` hangs without answering (health probes such as `/` and
+    /// `/api/tags` included), like a backend that stopped responding. Not counted by
+    /// `faults_for_next`, and the hung requests are not counted in the stats.
+    pub unresponsive: bool,
 }
 
 impl SimSettings {
-    /// Whether any fault (not a delay) is switched on.
+    /// Whether any fault counted by `faults_for_next` (not a delay, not `unresponsive`) is on.
     pub fn has_faults(&self) -> bool {
         self.fail_status.is_some()
             || self.error_after_tokens.is_some()
@@ -61,11 +69,12 @@ impl SimSettings {
             || self.hang
     }
 
-    /// Switches every fault off and forgets `faults_for_next`; delays stay.
+    /// Switches every fault off and forgets `faults_for_next`; delays and `unresponsive` stay.
     pub fn clear_faults(&mut self) {
         *self = Self {
             first_token_delay: self.first_token_delay,
             token_delay: self.token_delay,
+            unresponsive: self.unresponsive,
             ..Self::default()
         };
     }
@@ -85,6 +94,7 @@ impl SimSettings {
             stall_after_tokens: self.stall_after_tokens,
             hang: self.hang,
             faults_for_next: self.faults_for_next,
+            unresponsive: self.unresponsive,
         };
         serde_json::to_value(view).unwrap_or(Value::Null)
     }
@@ -105,6 +115,7 @@ struct SettingsView {
     stall_after_tokens: Option<usize>,
     hang: bool,
     faults_for_next: Option<usize>,
+    unresponsive: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +148,13 @@ struct ControlUpdate {
     hang: Option<bool>,
     #[serde(default, deserialize_with = "present")]
     faults_for_next: Option<Option<usize>>,
+    unresponsive: Option<bool>,
+    /// Replaces the installed set (names of installed or catalog models).
+    models: Option<Vec<String>>,
+    /// Makes exactly these installed models loaded.
+    loaded: Option<Vec<String>>,
+    /// Moves the simulator's clock forward (keep-alives expire).
+    advance_clock_ms: Option<u64>,
 }
 
 /// Tells "absent" (outer `None`, via `default`) from "null" (`Some(None)`).
@@ -226,6 +244,8 @@ impl SimEndpoint {
 /// produced or dropped, a moment after the client sees it, so poll them with a deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SimStats {
+    /// The instance's name ([`SimConfig::name`]).
+    pub instance: String,
     /// Requests received per endpoint (every endpoint present, zeros included).
     pub requests: BTreeMap<SimEndpoint, u64>,
     /// Streaming responses begun.
@@ -262,10 +282,15 @@ struct Counters {
 
 #[derive(Debug)]
 struct Inner {
+    instance: String,
     settings: Mutex<SimSettings>,
+    /// Mirrors `settings.unresponsive`, read by every request without taking the lock.
+    unresponsive: AtomicBool,
     counters: Counters,
     log: Mutex<VecDeque<(SimEndpoint, Value)>>,
     log_capacity: usize,
+    registry: Mutex<Registry>,
+    clock: SimClock,
 }
 
 /// The handle tests hold to steer a running simulator and read what it saw.
@@ -278,8 +303,32 @@ pub struct SimControl {
 }
 
 impl Default for SimControl {
+    /// The control of an instance started with [`SimConfig::default`].
     fn default() -> Self {
-        Self::new(SimSettings::default(), 64)
+        let config = SimConfig::default();
+        Self {
+            inner: Arc::new(Inner::from_config(&config)),
+        }
+    }
+}
+
+impl Inner {
+    fn from_config(config: &SimConfig) -> Self {
+        Self {
+            instance: config.name.clone(),
+            unresponsive: AtomicBool::new(config.settings.unresponsive),
+            settings: Mutex::new(config.settings.clone()),
+            counters: Counters::default(),
+            log: Mutex::new(VecDeque::new()),
+            log_capacity: config.request_log_capacity,
+            registry: Mutex::new(Registry::new(
+                &config.models,
+                &config.catalog,
+                config.keep_alive,
+                config.default_num_ctx,
+            )),
+            clock: SimClock::default(),
+        }
     }
 }
 
@@ -292,16 +341,22 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl SimControl {
-    /// A control with the given starting settings, keeping the last `log_capacity` bodies.
-    pub fn new(settings: SimSettings, log_capacity: usize) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                settings: Mutex::new(settings),
-                counters: Counters::default(),
-                log: Mutex::new(VecDeque::new()),
-                log_capacity,
-            }),
-        }
+    /// The control of an instance set up by `config`; fails when `config.loaded` names a model
+    /// that is not installed.
+    pub fn new(config: &SimConfig) -> Result<Self, SimError> {
+        let inner = Inner::from_config(config);
+        let now = inner.clock.now();
+        lock(&inner.registry)
+            .set_loaded(&config.loaded, now)
+            .map_err(|err| SimError::Models(err.to_string()))?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The instance's name ([`SimConfig::name`]).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
     }
 
     /// The settings in force now.
@@ -311,12 +366,16 @@ impl SimControl {
 
     /// Replaces every setting at once.
     pub fn set_settings(&self, settings: SimSettings) {
-        *lock(&self.inner.settings) = settings;
+        self.update(|current| *current = settings);
     }
 
     /// Changes the settings in place, atomically with respect to requests.
     pub fn update(&self, change: impl FnOnce(&mut SimSettings)) {
-        change(&mut lock(&self.inner.settings));
+        let mut settings = lock(&self.inner.settings);
+        change(&mut settings);
+        self.inner
+            .unresponsive
+            .store(settings.unresponsive, Ordering::SeqCst);
     }
 
     /// Back to no latency and no faults.
@@ -324,7 +383,7 @@ impl SimControl {
         self.set_settings(SimSettings::default());
     }
 
-    /// Switches every fault off; delays stay.
+    /// Switches every fault off; delays and `unresponsive` stay.
     pub fn clear_faults(&self) {
         self.update(SimSettings::clear_faults);
     }
@@ -379,11 +438,105 @@ impl SimControl {
         self.update(|s| s.faults_for_next = requests);
     }
 
+    /// Sets [`SimSettings::unresponsive`].
+    pub fn set_unresponsive(&self, unresponsive: bool) {
+        self.update(|s| s.unresponsive = unresponsive);
+    }
+
+    /// The installed models, in `/api/tags` order.
+    pub fn models(&self) -> Vec<SimModel> {
+        self.registry()
+            .installed()
+            .iter()
+            .map(|model| (**model).clone())
+            .collect()
+    }
+
+    /// Replaces the installed set by the named models, each installed already or in the
+    /// catalog ([`SimConfig::catalog`]); removed models are unloaded. Simulates a backend that
+    /// pulled or deleted models.
+    pub fn set_models(&self, names: &[&str]) -> Result<(), SimError> {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        self.registry()
+            .set_installed(&names)
+            .map_err(|err| SimError::Models(err.to_string()))
+    }
+
+    /// Installs any model (replacing one of the same name); a new one is listed first.
+    pub fn install_model(&self, model: SimModel) {
+        self.registry().install(model);
+    }
+
+    /// Removes an installed model (unloading it); false when no such model is installed.
+    pub fn remove_model(&self, name: &str) -> bool {
+        ModelName::parse(name).is_ok_and(|name| self.registry().remove(&name).is_some())
+    }
+
+    /// The models loaded now, longest remaining keep-alive first (as `/api/ps` lists them).
+    pub fn loaded_models(&self) -> Vec<LoadedModel> {
+        let now = self.now();
+        self.registry()
+            .loaded(now)
+            .into_iter()
+            .map(|(_, loaded)| loaded)
+            .collect()
+    }
+
+    /// Makes exactly the named installed models loaded; newly loaded ones get the default
+    /// keep-alive from now, already loaded ones keep their expiry.
+    pub fn set_loaded(&self, names: &[&str]) -> Result<(), SimError> {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let now = self.now();
+        self.registry()
+            .set_loaded(&names, now)
+            .map_err(|err| SimError::Models(err.to_string()))
+    }
+
+    /// Loads an installed model as a request with this `keep_alive` would.
+    pub fn load_model(&self, name: &str, keep_alive: KeepAlive) -> Result<(), SimError> {
+        let not_installed = || SimError::Models(format!("model {name:?} is not installed"));
+        let parsed = ModelName::parse(name).map_err(|_| not_installed())?;
+        let now = self.now();
+        let mut registry = self.registry();
+        let model = registry.find(&parsed).ok_or_else(not_installed)?;
+        registry.touch(&model, Some(keep_alive), None, now);
+        Ok(())
+    }
+
+    /// The simulator's clock now: real time plus every [`SimControl::advance_clock`].
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.clock.now()
+    }
+
+    /// Moves the simulator's clock forward, so keep-alives expire without waiting.
+    pub fn advance_clock(&self, by: Duration) {
+        self.inner.clock.advance(by);
+    }
+
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        lock(&self.inner.registry)
+    }
+
+    pub(crate) fn is_unresponsive(&self) -> bool {
+        self.inner.unresponsive.load(Ordering::Relaxed)
+    }
+
+    /// The JSON `GET`/`POST /sim/control` answer: the settings plus the model state.
+    pub fn control_json(&self) -> Value {
+        let mut view = self.settings().to_json();
+        let names = |models: Vec<String>| Value::from(models);
+        view["models"] = names(self.models().into_iter().map(|m| m.name).collect());
+        view["loaded"] = names(self.loaded_models().into_iter().map(|m| m.name).collect());
+        view["instance"] = json!(self.instance());
+        view
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> SimStats {
         let c = &self.inner.counters;
         let load = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
         SimStats {
+            instance: self.inner.instance.clone(),
             requests: SimEndpoint::ALL
                 .into_iter()
                 .map(|endpoint| (endpoint, load(&c.requests[endpoint.index()])))
@@ -454,6 +607,17 @@ impl SimControl {
         if update.reset_stats {
             self.reset_stats();
         }
+        if let Some(ms) = update.advance_clock_ms {
+            self.advance_clock(Duration::from_millis(ms));
+        }
+        if let Some(models) = &update.models {
+            let models: Vec<&str> = models.iter().map(String::as_str).collect();
+            self.set_models(&models)?;
+        }
+        if let Some(loaded) = &update.loaded {
+            let loaded: Vec<&str> = loaded.iter().map(String::as_str).collect();
+            self.set_loaded(&loaded)?;
+        }
         self.update(|s| {
             if update.reset {
                 *s = SimSettings::default();
@@ -484,6 +648,9 @@ impl SimControl {
             }
             if let Some(n) = update.faults_for_next {
                 s.faults_for_next = n;
+            }
+            if let Some(unresponsive) = update.unresponsive {
+                s.unresponsive = unresponsive;
             }
         });
         Ok(())
@@ -732,7 +899,11 @@ mod tests {
 
     #[test]
     fn the_request_log_keeps_the_newest_bodies() {
-        let control = SimControl::new(SimSettings::default(), 2);
+        let control = SimControl::new(&SimConfig {
+            request_log_capacity: 2,
+            ..SimConfig::default()
+        })
+        .unwrap();
         control.log_body(SimEndpoint::Chat, br#"{"n":1}"#);
         control.log_body(SimEndpoint::Embed, b"not json");
         control.log_body(SimEndpoint::Chat, br#"{"n":3}"#);

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::gojson::{check_go_base64, go_syntax_error, parse_go_duration};
+use crate::registry::KeepAlive;
 
 /// A refused request: HTTP status and the `error` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,13 +159,15 @@ impl<'a> Fields<'a> {
         Ok(images.len())
     }
 
-    /// `keep_alive`: seconds as a number or a Go duration string; true when it is zero.
-    fn keep_alive_is_zero(&self) -> Result<bool, Refusal> {
+    /// `keep_alive`: seconds as a number or a Go duration string, negative meaning forever.
+    fn keep_alive(&self) -> Result<Option<KeepAlive>, Refusal> {
         match self.get("keep_alive") {
-            None => Ok(false),
-            Some(Value::Number(number)) => Ok(number.as_f64() == Some(0.0)),
+            None => Ok(None),
+            Some(Value::Number(number)) => Ok(Some(KeepAlive::from_secs_f64(
+                number.as_f64().unwrap_or(0.0),
+            ))),
             Some(Value::String(text)) => parse_go_duration(text)
-                .map(|seconds| seconds == 0.0)
+                .map(|seconds| Some(KeepAlive::from_secs_f64(seconds)))
                 .map_err(Refusal::bad_request),
             Some(other) => {
                 let go_type = match other {
@@ -231,7 +234,7 @@ pub(crate) struct ChatRequest {
     pub stream: bool,
     pub format: Option<Value>,
     pub options: Option<Map<String, Value>>,
-    pub keep_alive_zero: bool,
+    pub keep_alive: Option<KeepAlive>,
     pub think: Option<bool>,
 }
 
@@ -279,7 +282,7 @@ pub(crate) fn chat_request(body: &Value) -> Result<ChatRequest, Refusal> {
         stream: fields.bool("stream")?.unwrap_or(true),
         format: fields.format(),
         options: fields.options()?,
-        keep_alive_zero: fields.keep_alive_is_zero()?,
+        keep_alive: fields.keep_alive()?,
         think: fields.think()?,
     })
 }
@@ -298,7 +301,7 @@ pub(crate) struct GenerateRequest {
     pub stream: bool,
     pub format: Option<Value>,
     pub options: Option<Map<String, Value>>,
-    pub keep_alive_zero: bool,
+    pub keep_alive: Option<KeepAlive>,
     pub think: Option<bool>,
 }
 
@@ -335,7 +338,7 @@ pub(crate) fn generate_request(body: &Value) -> Result<GenerateRequest, Refusal>
         stream: fields.bool("stream")?.unwrap_or(true),
         format: fields.format(),
         options: fields.options()?,
-        keep_alive_zero: fields.keep_alive_is_zero()?,
+        keep_alive: fields.keep_alive()?,
         think: fields.think()?,
     })
 }
@@ -344,6 +347,7 @@ pub(crate) fn generate_request(body: &Value) -> Result<GenerateRequest, Refusal>
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EmbedRequest {
     pub model: String,
+    pub keep_alive: Option<KeepAlive>,
     pub input: Option<Value>,
     pub dimensions: Option<i64>,
     pub options: Option<Map<String, Value>>,
@@ -357,8 +361,8 @@ pub(crate) fn embed_request(body: &Value) -> Result<EmbedRequest, Refusal> {
         "",
     );
     fields.bool("truncate")?;
-    fields.keep_alive_is_zero()?;
     Ok(EmbedRequest {
+        keep_alive: fields.keep_alive()?,
         model: fields.string("model")?,
         input: fields.get("input").cloned(),
         dimensions: fields.int("dimensions")?,
@@ -385,6 +389,7 @@ pub(crate) fn embed_inputs(input: Option<&Value>) -> Result<Vec<String>, Refusal
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct LegacyEmbeddingRequest {
     pub model: String,
+    pub keep_alive: Option<KeepAlive>,
     pub prompt: String,
     pub options: Option<Map<String, Value>>,
 }
@@ -396,8 +401,8 @@ pub(crate) fn legacy_embedding_request(body: &Value) -> Result<LegacyEmbeddingRe
         "EmbeddingRequest",
         "",
     );
-    fields.keep_alive_is_zero()?;
     Ok(LegacyEmbeddingRequest {
+        keep_alive: fields.keep_alive()?,
         model: fields.string("model")?,
         prompt: fields.string("prompt")?,
         options: fields.options()?,
@@ -428,6 +433,7 @@ pub(crate) fn show_request(body: &Value) -> Result<String, Refusal> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SimOptions {
     pub num_predict: Option<i64>,
+    pub num_ctx: Option<i64>,
     pub stop: Vec<String>,
 }
 
@@ -472,8 +478,11 @@ pub(crate) fn sim_options(options: Option<&Map<String, Value>>) -> Result<SimOpt
             OptionKind::Integer => {
                 // A JSON number is truncated to an integer, as Go's `int64(float64)` does.
                 let number = value.as_f64().ok_or_else(|| failure("of type integer"))?;
-                if key == "num_predict" {
-                    parsed.num_predict = Some(value.as_i64().unwrap_or(number.trunc() as i64));
+                let integer = value.as_i64().unwrap_or(number.trunc() as i64);
+                match key.as_str() {
+                    "num_predict" => parsed.num_predict = Some(integer),
+                    "num_ctx" => parsed.num_ctx = Some(integer),
+                    _ => {}
                 }
             }
             OptionKind::Float => {
@@ -593,21 +602,20 @@ mod tests {
 
     #[test]
     fn keep_alive_and_think_follow_go_rules() {
-        assert!(
-            chat_request(&json!({"keep_alive": 0}))
+        let keep_alive = |value: Value| {
+            chat_request(&json!({ "keep_alive": value }))
                 .unwrap()
-                .keep_alive_zero
+                .keep_alive
+        };
+        assert!(keep_alive(json!(0)).unwrap().is_zero());
+        assert!(keep_alive(json!("0s")).unwrap().is_zero());
+        assert_eq!(
+            keep_alive(json!("5m")),
+            Some(KeepAlive::For(std::time::Duration::from_secs(300)))
         );
-        assert!(
-            chat_request(&json!({"keep_alive": "0s"}))
-                .unwrap()
-                .keep_alive_zero
-        );
-        assert!(
-            !chat_request(&json!({"keep_alive": "5m"}))
-                .unwrap()
-                .keep_alive_zero
-        );
+        assert_eq!(keep_alive(json!(-1)), Some(KeepAlive::Forever));
+        assert_eq!(keep_alive(json!("-1m")), Some(KeepAlive::Forever));
+        assert_eq!(keep_alive(Value::Null), None);
         assert_eq!(
             chat_error(json!({"keep_alive": true})).message,
             "Unsupported type: 'bool'"
@@ -650,6 +658,7 @@ mod tests {
             parsed,
             SimOptions {
                 num_predict: Some(3),
+                num_ctx: None,
                 stop: vec!["a".into()]
             }
         );

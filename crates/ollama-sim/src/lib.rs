@@ -26,7 +26,7 @@
 //!
 //! `GET`/`HEAD /` (`Ollama is running`), `GET`/`HEAD /api/version`, `GET`/`HEAD /api/tags`,
 //! `POST /api/show`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
-//! `POST /api/embeddings` (legacy), `GET /api/ps` (models used in the last 5 minutes).
+//! `POST /api/embeddings` (legacy), `GET /api/ps` (loaded models, see below).
 //! Unknown paths answer 404 `text/plain` `404 page not found`; a known path with the wrong
 //! method answers 405 `405 method not allowed`. Control routes (not counted in the stats):
 //! `GET`/`POST /sim/control`, `GET /sim/stats`, `GET /sim/requests[?endpoint=chat]`.
@@ -39,10 +39,24 @@
 //! zero** (`eval_count` is absent when nothing was generated). `stream` defaults to true. The
 //! `model` field of every answer echoes the name as the client sent it.
 //!
-//! # Models and names
+//! # Instances, models and names
 //!
+//! Each instance has a name ([`SimConfig::name`]), sent as the `x-sim-instance` header of every
+//! response and shown in `/sim/stats`, so tests with several instances see which one answered.
 //! [`SimConfig::default`] installs `llama3.2:latest` (completion, tools), `moondream:latest`
-//! (completion, vision) and `nomic-embed-text:latest` (embedding, 768 dimensions). A name
+//! (completion, vision) and `nomic-embed-text:latest` (embedding, 768 dimensions); another set
+//! can be chosen from [`SimConfig::catalog`] with [`SimConfig::select_models`]. A model outside
+//! the set answers exactly as Ollama answers for a model it does not have.
+//!
+//! A request that uses a model loads it until now + `keep_alive` (default
+//! [`SimConfig::keep_alive`], 5 minutes; `0` unloads it when the request is answered, a negative
+//! value keeps it forever, strings are Go durations such as `"5m"`); a request without
+//! `keep_alive` keeps the duration the model was loaded with, as Ollama does. `/api/ps` lists
+//! loaded models, longest remaining keep-alive first, with `context_length` = `num_ctx` (default
+//! [`SimConfig::default_num_ctx`]) capped by the model's. Expiry runs on the simulator's clock,
+//! which [`SimControl::advance_clock`] moves forward. [`SimControl`] also changes the installed
+//! and loaded sets at run time ([`SimControl::set_models`], [`SimControl::set_loaded`]). A
+//! name
 //! resolves like Ollama's: `llama3.2`, `llama3.2:latest`, `library/llama3.2` and
 //! `registry.ollama.ai/library/llama3.2:latest` are the same model, case-insensitively.
 //!
@@ -116,23 +130,31 @@
 //! `faults_for_next` to limit them to the next N requests. Chat and generate honour all of
 //! them; embed and legacy embeddings honour `fail_status` and `hang`.
 //!
+//! `unresponsive` makes every route but `/sim/*` hang (health probes included), like a backend
+//! that stopped answering; it is not counted by `faults_for_next`.
+//!
 //! `POST /sim/control` takes the same settings as JSON; present fields are set, `null` clears,
-//! absent fields stay, unknown fields are refused with 400. It answers the resulting settings:
+//! absent fields stay, unknown fields are refused with 400. It also takes `models` (names to
+//! install, from the installed models or the catalog), `loaded` (installed names to have
+//! loaded) and `advance_clock_ms`. It answers the resulting settings and model state:
 //!
 //! ```json
-//! {"reset": false, "reset_stats": false,
-//!  "first_token_delay_ms": 0, "token_delay_ms": 0,
+//! {"first_token_delay_ms": 0, "token_delay_ms": 0,
 //!  "fail_status": {"status": 503, "message": "server busy, please try again.  maximum pending requests exceeded"},
 //!  "error_after_tokens": null, "close_after_tokens": null, "malformed_after_tokens": null,
-//!  "stall_after_tokens": null, "hang": false, "faults_for_next": null}
+//!  "stall_after_tokens": null, "hang": false, "faults_for_next": null, "unresponsive": false,
+//!  "models": ["llama3.2:latest", "moondream:latest", "nomic-embed-text:latest"],
+//!  "loaded": [], "instance": "ollama-sim"}
 //! ```
 //!
-//! `reset: true` first puts every setting back to default; `reset_stats: true` zeroes the
-//! counters and empties the request log. `GET /sim/stats` answers [`SimStats`] as JSON.
+//! `reset: true` first puts every setting back to default (the model state stays);
+//! `reset_stats: true` zeroes the counters and empties the request log. `GET /sim/stats` answers
+//! [`SimStats`] as JSON.
 //!
 //! # The binary
 //!
-//! `ollama-sim [--listen 127.0.0.1:11434] [--workers N] [--ollama-version V]
+//! `ollama-sim [--listen 127.0.0.1:11434] [--name NAME] [--models A,B] [--loaded A]
+//! [--workers N] [--ollama-version V]
 //! [--first-token-delay-ms MS] [--token-delay-ms MS] [--fail-status CODE [--fail-message TEXT]]
 //! [--error-after-tokens N] [--close-after-tokens N] [--malformed-after-tokens N]
 //! [--stall-after-tokens N] [--hang] [--faults-for-next N]`; `--flag=value` works too. It runs
@@ -144,6 +166,7 @@ mod control;
 mod decode;
 mod gojson;
 mod model;
+mod registry;
 mod respond;
 mod rules;
 mod server;
@@ -153,12 +176,13 @@ pub use control::{MODEL_ERROR_MESSAGE, SimControl, SimEndpoint, SimSettings, Sim
 pub use model::{
     Capability, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelName, NameError, SimModel,
 };
+pub use registry::{KeepAlive, LoadedModel};
 pub use respond::MALFORMED_LINE;
 pub use rules::{
     FALLBACK_REPLY, count_words, embedding_vector, prompt_tokens_for_chat, prompt_tokens_for_embed,
     prompt_tokens_for_generate,
 };
-pub use server::OllamaSim;
+pub use server::{INSTANCE_HEADER, OllamaSim};
 
 /// Ollama's answer when its request queue is full (note the two spaces).
 pub const SERVER_BUSY_MESSAGE: &str =
@@ -174,4 +198,7 @@ pub enum SimError {
     /// A `POST /sim/control` body that is not valid JSON or names unknown settings.
     #[error("invalid control request: {0}")]
     InvalidControl(String),
+    /// A change to the model set or the loaded models named a model that cannot be used.
+    #[error("{0}")]
+    Models(String),
 }

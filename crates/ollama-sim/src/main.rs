@@ -12,6 +12,10 @@ const USAGE: &str = "\
 usage: ollama-sim [options]
 
   --listen ADDR                 address to serve on (default 127.0.0.1:11434)
+  --name NAME                   instance name, sent as the x-sim-instance header
+  --models A,B,...              installed models (from the catalog; default
+                                llama3.2,moondream,nomic-embed-text)
+  --loaded A,B,...              installed models already loaded at start
   --workers N                   actix worker threads (default 2)
   --ollama-version V            what /api/version reports (default 0.33.0)
   --first-token-delay-ms MS     wait before the response head
@@ -37,6 +41,7 @@ fn parse_args(args: &[String]) -> Result<Option<(SocketAddr, SimConfig)>, String
     };
     let mut fail_status: Option<u16> = None;
     let mut fail_message: Option<String> = None;
+    let mut models: Option<String> = None;
     let mut remaining = args.iter();
     while let Some(arg) = remaining.next() {
         let (flag, inline_value) = match arg.split_once('=') {
@@ -64,6 +69,9 @@ fn parse_args(args: &[String]) -> Result<Option<(SocketAddr, SimConfig)>, String
                     .map_err(|_| format!("--listen needs HOST:PORT, got {text:?}"))?;
             }
             "--workers" => config.workers = count(value()?)?.max(1),
+            "--name" => config.name = value()?,
+            "--models" => models = Some(value()?),
+            "--loaded" => config.loaded = list(&value()?),
             "--ollama-version" => config.version = value()?,
             "--first-token-delay-ms" => {
                 settings.first_token_delay = Duration::from_millis(number(value()?)?);
@@ -87,6 +95,13 @@ fn parse_args(args: &[String]) -> Result<Option<(SocketAddr, SimConfig)>, String
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    if let Some(models) = models {
+        let names = list(&models);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        config
+            .select_models(&names)
+            .map_err(|err| format!("--models: {err}"))?;
+    }
     match (fail_status, fail_message) {
         (Some(status), message) => {
             let message = message.unwrap_or_else(|| {
@@ -102,6 +117,15 @@ fn parse_args(args: &[String]) -> Result<Option<(SocketAddr, SimConfig)>, String
         (None, None) => {}
     }
     Ok(Some((listen, config)))
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -169,6 +193,20 @@ mod tests {
         assert_eq!(
             settings.fail_status,
             Some((503, SERVER_BUSY_MESSAGE.to_owned()))
+        );
+    }
+
+    #[test]
+    fn instance_name_models_and_loaded_models_are_set() {
+        let (_, config) = run("--name east --models gemma3:1b,llama3.2 --loaded=llama3.2");
+        assert_eq!(config.name, "east");
+        let names: Vec<&str> = config.models.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["gemma3:1b", "llama3.2:latest"]);
+        assert_eq!(config.loaded, ["llama3.2"]);
+        assert!(
+            parse_args(&args("--models mistral"))
+                .unwrap_err()
+                .contains("--models")
         );
     }
 

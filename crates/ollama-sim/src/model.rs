@@ -114,6 +114,73 @@ impl SimModel {
         }
     }
 
+    /// `llama3.2:1b`: completion and tools, in the default catalog only.
+    pub fn llama3_2_1b() -> Self {
+        Self {
+            name: "llama3.2:1b".into(),
+            parameter_size: "1.2B".into(),
+            quantization_level: "Q8_0".into(),
+            size: 1_321_098_329,
+            digest: "14316704286ddeae99db8699c13d8c5a9e010aea7edd980f5691c2760284158d".into(),
+            modified_at: "2025-05-04T17:50:21.8315473-07:00".into(),
+            embedding_length: 2048,
+            ..Self::llama3_2()
+        }
+    }
+
+    /// `gemma3:1b`: completion only (no tools), in the default catalog only.
+    pub fn gemma3_1b() -> Self {
+        Self {
+            name: "gemma3:1b".into(),
+            capabilities: vec![Capability::Completion],
+            family: "gemma3".into(),
+            families: vec!["gemma3".into()],
+            parameter_size: "999.89M".into(),
+            quantization_level: "Q4_K_M".into(),
+            format: "gguf".into(),
+            size: 815_319_791,
+            digest: "d080a98fbf7dcfc62b47a3cd33b8d68534864df070d0638ccd466844fd222bee".into(),
+            modified_at: "2025-05-04T17:52:40.4204713-07:00".into(),
+            context_length: 32_768,
+            embedding_length: 1152,
+        }
+    }
+
+    /// `all-minilm:latest`: embedding only, 384 dimensions, in the default catalog only.
+    pub fn all_minilm() -> Self {
+        Self {
+            name: "all-minilm:latest".into(),
+            capabilities: vec![Capability::Embedding],
+            family: "bert".into(),
+            families: vec!["bert".into()],
+            parameter_size: "23M".into(),
+            quantization_level: "F16".into(),
+            format: "gguf".into(),
+            size: 45_960_996,
+            digest: "acfd61fa1f0e0d256836404a6bd514f7192755336e05afc25b91aed3fe9b8f0a".into(),
+            modified_at: "2025-05-04T17:55:02.0926014-07:00".into(),
+            context_length: 512,
+            embedding_length: 384,
+        }
+    }
+
+    /// The three default models.
+    pub fn defaults() -> Vec<Self> {
+        vec![
+            Self::llama3_2(),
+            Self::moondream(),
+            Self::nomic_embed_text(),
+        ]
+    }
+
+    /// What `/api/pull` can fetch by default: the defaults plus `llama3.2:1b`, `gemma3:1b` and
+    /// `all-minilm`.
+    pub fn catalog() -> Vec<Self> {
+        let mut catalog = Self::defaults();
+        catalog.extend([Self::llama3_2_1b(), Self::gemma3_1b(), Self::all_minilm()]);
+        catalog
+    }
+
     /// Whether the model has `capability`.
     pub fn has(&self, capability: Capability) -> bool {
         self.capabilities.contains(&capability)

@@ -1,76 +1,67 @@
 //! The HTTP server: routes, handlers and the [`OllamaSim`] handle that starts and stops it.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Mutex;
+use std::sync::Arc;
 
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{ServerHandle, Service as _};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use futures_util::future::Either;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use time::OffsetDateTime;
 
 use crate::config::SimConfig;
 use crate::control::{FaultScope, SimControl, SimEndpoint};
 use crate::decode::{self, Refusal, ReplyFormat};
 use crate::gojson::{go_quote, go_timestamp, to_go_json};
 use crate::model::{Capability, ModelName, NameError, SimModel};
+use crate::registry::KeepAlive;
 use crate::respond::{
     LOAD_DURATION_NS, Metrics, Piece, Reply, Route, error_response, json_response, load_response,
     never, pause, send_reply,
 };
 use crate::rules;
 
-/// How long a model stays in `/api/ps` after its last use (Ollama's default keep-alive).
-const KEEP_ALIVE: time::Duration = time::Duration::minutes(5);
-
 /// State shared by every worker.
 struct AppState {
-    config: SimConfig,
     control: SimControl,
-    /// Index into `config.models` → when it was last used, for `/api/ps`.
-    loaded: Mutex<BTreeMap<usize, OffsetDateTime>>,
+    version: String,
 }
 
 impl AppState {
-    fn model_index(&self, model: &SimModel) -> Option<usize> {
-        self.config
-            .models
-            .iter()
-            .position(|candidate| candidate == model)
-    }
-
-    fn loaded(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, OffsetDateTime>> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn mark_loaded(&self, model: &SimModel) {
-        if let Some(index) = self.model_index(model) {
-            self.loaded().insert(index, OffsetDateTime::now_utc());
-        }
-    }
-
-    fn unload(&self, model: &SimModel) {
-        if let Some(index) = self.model_index(model) {
-            self.loaded().remove(&index);
-        }
-    }
-
-    /// Resolves a requested name; `empty` and `missing` build the endpoint-specific refusals.
+    /// Resolves a requested name against the installed models; `empty` and `missing` build the
+    /// endpoint-specific refusals.
     fn resolve(
         &self,
         requested: &str,
         empty: impl FnOnce() -> Refusal,
         missing: impl FnOnce(&ModelName) -> Refusal,
-    ) -> Result<&SimModel, Refusal> {
+    ) -> Result<Arc<SimModel>, Refusal> {
         match ModelName::parse(requested) {
             Err(NameError::Empty) => Err(empty()),
             Err(NameError::Invalid) => Err(Refusal::new(400, "invalid model name")),
-            Ok(name) => self.config.find_model(&name).ok_or_else(|| missing(&name)),
+            Ok(name) => self
+                .control
+                .registry()
+                .find(&name)
+                .ok_or_else(|| missing(&name)),
         }
+    }
+
+    /// A request used `model`: it is loaded until now + keep-alive.
+    fn touch(&self, model: &Arc<SimModel>, keep_alive: Option<KeepAlive>, num_ctx: Option<i64>) {
+        let now = self.control.now();
+        let num_ctx = num_ctx
+            .and_then(|n| u64::try_from(n).ok())
+            .filter(|n| *n > 0);
+        self.control
+            .registry()
+            .touch(model, keep_alive, num_ctx, now);
+    }
+
+    fn unload(&self, model: &Arc<SimModel>) {
+        self.control.registry().unload(model);
     }
 }
 
@@ -93,6 +84,9 @@ fn check_think(think: Option<bool>, model: &SimModel, requested: &str) -> Result
     }
     Ok(())
 }
+
+/// The response header naming the instance that answered ([`SimConfig::name`]).
+pub const INSTANCE_HEADER: &str = "x-sim-instance";
 
 /// A running simulator, serving on a real TCP port.
 ///
@@ -117,21 +111,33 @@ impl OllamaSim {
 
     /// Like [`OllamaSim::start`] on a chosen address (port 0 picks a free one).
     pub async fn start_on(addr: SocketAddr, config: SimConfig) -> io::Result<Self> {
+        let control = SimControl::new(&config)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        let control = SimControl::new(config.settings.clone(), config.request_log_capacity);
         let workers = config.workers.max(1);
         let max_body_bytes = config.max_body_bytes;
+        let instance = config.name.clone();
         let state = web::Data::new(AppState {
-            config,
             control: control.clone(),
-            loaded: Mutex::new(BTreeMap::new()),
+            version: config.version,
         });
         let server = HttpServer::new(move || {
+            let unresponsive = state.control.clone();
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .configure(routes)
+                .wrap_fn(move |request, service| {
+                    // A hung backend answers nothing, health probes included; `/sim/*` stays
+                    // reachable so the test can switch it back.
+                    if unresponsive.is_unresponsive() && !request.path().starts_with("/sim/") {
+                        Either::Left(std::future::pending())
+                    } else {
+                        Either::Right(service.call(request))
+                    }
+                })
+                .wrap(DefaultHeaders::new().add((INSTANCE_HEADER, instance.clone())))
         })
         .workers(workers)
         .disable_signals()
@@ -164,6 +170,11 @@ impl OllamaSim {
     /// The control shared with the running server.
     pub fn control(&self) -> &SimControl {
         &self.control
+    }
+
+    /// The instance's name ([`SimConfig::name`]).
+    pub fn name(&self) -> &str {
+        self.control.instance()
     }
 
     /// Stops the server, dropping open connections, and waits until it has stopped.
@@ -256,7 +267,7 @@ async fn root(state: web::Data<AppState>) -> HttpResponse {
 
 async fn version(state: web::Data<AppState>) -> HttpResponse {
     state.control.note_request(SimEndpoint::Version);
-    json_response(200, to_go_json(&json!({ "version": state.config.version })))
+    json_response(200, to_go_json(&json!({ "version": state.version })))
 }
 
 #[derive(Serialize)]
@@ -294,9 +305,8 @@ struct TagsModel<'a> {
 
 async fn tags(state: web::Data<AppState>) -> HttpResponse {
     state.control.note_request(SimEndpoint::Tags);
-    let models: Vec<TagsModel<'_>> = state
-        .config
-        .models
+    let installed = state.control.registry().installed();
+    let models: Vec<TagsModel<'_>> = installed
         .iter()
         .map(|model| TagsModel {
             name: &model.name,
@@ -325,31 +335,21 @@ struct PsModel<'a> {
 
 async fn ps(state: web::Data<AppState>) -> HttpResponse {
     state.control.note_request(SimEndpoint::Ps);
-    let now = OffsetDateTime::now_utc();
-    let loaded: Vec<(usize, OffsetDateTime)> = state
-        .loaded()
+    let now = state.control.now();
+    let loaded = state.control.registry().loaded(now);
+    let models: Vec<PsModel<'_>> = loaded
         .iter()
-        .map(|(index, used)| (*index, *used + KEEP_ALIVE))
-        .filter(|(_, expires)| *expires > now)
-        .collect();
-    let mut models: Vec<PsModel<'_>> = loaded
-        .into_iter()
-        .filter_map(|(index, expires)| {
-            let model = state.config.models.get(index)?;
-            Some(PsModel {
-                name: &model.name,
-                model: &model.name,
-                size: model.size,
-                digest: &model.digest,
-                details: details(model),
-                expires_at: go_timestamp(expires),
-                size_vram: model.size,
-                context_length: model.context_length.min(4096),
-            })
+        .map(|(model, loaded)| PsModel {
+            name: &model.name,
+            model: &model.name,
+            size: model.size,
+            digest: &model.digest,
+            details: details(model),
+            expires_at: go_timestamp(loaded.expires_at),
+            size_vram: model.size,
+            context_length: loaded.context_length,
         })
         .collect();
-    // Ollama lists the longest remaining keep-alive first.
-    models.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
     json_response(200, to_go_json(&json!({ "models": models })))
 }
 
@@ -371,7 +371,7 @@ async fn show(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
             )
         });
     match result {
-        Ok(model) => json_response(200, to_go_json(&show_body(model))),
+        Ok(model) => json_response(200, to_go_json(&show_body(&model))),
         Err(refusal) => refuse(refusal),
     }
 }
@@ -436,15 +436,15 @@ fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, Refusal> {
         || Refusal::new(400, "model is required"),
         |_| not_found_as_sent(&request.model),
     )?;
-    if request.messages.is_empty() && request.keep_alive_zero {
-        state.unload(model);
+    if request.messages.is_empty() && request.keep_alive.is_some_and(KeepAlive::is_zero) {
+        state.unload(&model);
         return Ok(Prepared::Immediate(load_response(
             Route::Chat,
             &request.model,
             "unload",
         )));
     }
-    check_think(request.think, model, &request.model)?;
+    check_think(request.think, &model, &request.model)?;
     if !model.has(Capability::Completion) {
         return Err(Refusal::new(
             400,
@@ -458,7 +458,7 @@ fn prepare_chat(state: &AppState, body: &[u8]) -> Result<Prepared, Refusal> {
         ));
     }
     let options = decode::sim_options(request.options.as_ref())?;
-    state.mark_loaded(model);
+    state.touch(&model, request.keep_alive, options.num_ctx);
     let Some(last) = request.messages.last() else {
         return Ok(Prepared::Immediate(load_response(
             Route::Chat,
@@ -528,8 +528,8 @@ fn prepare_generate(state: &AppState, body: &[u8]) -> Result<Prepared, Refusal> 
         || not_found_as_sent(&request.model),
         |_| not_found_as_sent(&request.model),
     )?;
-    if request.prompt.is_empty() && request.keep_alive_zero {
-        state.unload(model);
+    if request.prompt.is_empty() && request.keep_alive.is_some_and(KeepAlive::is_zero) {
+        state.unload(&model);
         return Ok(Prepared::Immediate(load_response(
             Route::Generate,
             &request.model,
@@ -546,7 +546,7 @@ fn prepare_generate(state: &AppState, body: &[u8]) -> Result<Prepared, Refusal> 
             "raw mode does not support template, system, or context",
         ));
     }
-    check_think(request.think, model, &request.model)?;
+    check_think(request.think, &model, &request.model)?;
     if !model.has(Capability::Completion) {
         return Err(Refusal::new(
             400,
@@ -560,7 +560,7 @@ fn prepare_generate(state: &AppState, body: &[u8]) -> Result<Prepared, Refusal> 
         ));
     }
     let options = decode::sim_options(request.options.as_ref())?;
-    state.mark_loaded(model);
+    state.touch(&model, request.keep_alive, options.num_ctx);
     if request.prompt.is_empty() {
         return Ok(Prepared::Immediate(load_response(
             Route::Generate,
@@ -647,8 +647,8 @@ fn prepare_embed(state: &AppState, body: &[u8]) -> Result<EmbedPlan, Refusal> {
         || not_found_as_sent(&request.model),
         |_| not_found_as_sent(&request.model),
     )?;
-    decode::sim_options(request.options.as_ref())?;
-    state.mark_loaded(model);
+    let options = decode::sim_options(request.options.as_ref())?;
+    state.touch(&model, request.keep_alive, options.num_ctx);
     Ok(EmbedPlan {
         prompt_eval_count: rules::prompt_tokens_for_embed(&value),
         model_name: request.model,
@@ -721,8 +721,8 @@ async fn legacy_embeddings(state: web::Data<AppState>, body: web::Bytes) -> Http
                     )
                 },
             )?;
-            decode::sim_options(request.options.as_ref())?;
-            state.mark_loaded(model);
+            let options = decode::sim_options(request.options.as_ref())?;
+            state.touch(&model, request.keep_alive, options.num_ctx);
             Ok((request.prompt, model.embedding_length))
         });
     let (prompt, dims) = match prepared {
@@ -744,7 +744,7 @@ async fn legacy_embeddings(state: web::Data<AppState>, body: web::Bytes) -> Http
 }
 
 async fn get_control(state: web::Data<AppState>) -> HttpResponse {
-    json_response(200, state.control.settings().to_json().to_string())
+    json_response(200, state.control.control_json().to_string())
 }
 
 async fn post_control(state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
@@ -752,7 +752,7 @@ async fn post_control(state: web::Data<AppState>, body: web::Bytes) -> HttpRespo
         .map_err(|err| crate::SimError::InvalidControl(err.to_string()))
         .and_then(|update| state.control.apply_json(&update));
     match applied {
-        Ok(()) => json_response(200, state.control.settings().to_json().to_string()),
+        Ok(()) => json_response(200, state.control.control_json().to_string()),
         Err(err) => error_response(400, &err.to_string()),
     }
 }

@@ -12,9 +12,11 @@ use tokio::net::TcpStream;
 pub const DEADLINE: Duration = Duration::from_secs(10);
 
 pub async fn start() -> OllamaSim {
-    OllamaSim::start(aiproxy_ollama_sim::SimConfig::default())
-        .await
-        .expect("simulator starts")
+    start_with(aiproxy_ollama_sim::SimConfig::default()).await
+}
+
+pub async fn start_with(config: aiproxy_ollama_sim::SimConfig) -> OllamaSim {
+    OllamaSim::start(config).await.expect("simulator starts")
 }
 
 /// A complete exchange as read off the socket.
@@ -217,12 +219,12 @@ pub struct OpenStream {
 
 impl OpenStream {
     pub async fn post(sim: &OllamaSim, path: &str, body: &Value) -> Self {
+        Self::send(sim, "POST", path, Some(&body.to_string())).await
+    }
+
+    pub async fn send(sim: &OllamaSim, method: &str, path: &str, body: Option<&str>) -> Self {
         let stream = TcpStream::connect(sim.addr()).await.expect("connect");
-        write_all(
-            &stream,
-            &request_bytes(sim.addr(), "POST", path, Some(&body.to_string())),
-        )
-        .await;
+        write_all(&stream, &request_bytes(sim.addr(), method, path, body)).await;
         Self {
             stream,
             raw: Vec::new(),

@@ -7,3 +7,4 @@ mod endpoints;
 mod faults;
 mod fidelity;
 mod inference;
+mod instances;
