@@ -105,8 +105,10 @@
 //!   (plus `context` for generate, unless `raw`). `eval_count` = words sent.
 //!   Non-streaming: one object with the words concatenated.
 //! * `options.stop`: the reply is cut before the earliest occurrence of any stop string
-//!   (trailing whitespace dropped), `done_reason` `stop`. Then `options.num_predict` = N ≥ 0
-//!   keeps at most N words; if that cut anything, `done_reason` is `length`.
+//!   (trailing whitespace dropped), `done_reason` `stop`. Then `options.num_predict` = N > 0
+//!   keeps at most N words; if that cut anything, `done_reason` is `length`. 0 and negative
+//!   values mean no limit, as in Ollama (it only clamps values below 0, and its runner limits
+//!   generation only when `numPredict > 0`).
 //! * **Tools**: with `tools` (on a tools model) and a last message from the `user`, the reply is
 //!   one call to the first tool, `{"id":"call_<8 of [a-z0-9]>","function":{"index":0,"name":…,
 //!   "arguments":{…}}}`, with empty content and `done_reason` `stop`; streaming sends it in one

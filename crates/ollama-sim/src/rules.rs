@@ -139,7 +139,9 @@ pub(crate) struct ShapedReply {
 }
 
 /// Applies `stop` (cut before the earliest match, trailing whitespace dropped) and then
-/// `num_predict` (N ≥ 0 keeps at most N words; cutting sets `length`).
+/// `num_predict`: N > 0 keeps at most N words (cutting sets `length`); 0 and negative values
+/// mean no limit, as in Ollama, which only clamps values below 0 and whose runner limits
+/// generation only when `numPredict > 0`.
 pub(crate) fn shape_reply(full: &str, num_predict: Option<i64>, stop: &[String]) -> ShapedReply {
     let normalized = full.split_whitespace().collect::<Vec<_>>().join(" ");
     let cut = stop
@@ -150,7 +152,9 @@ pub(crate) fn shape_reply(full: &str, num_predict: Option<i64>, stop: &[String])
         .unwrap_or(normalized.len());
     let mut words: Vec<&str> = normalized[..cut].split_whitespace().collect();
     let mut done_reason = "stop";
-    if let Some(limit) = num_predict.and_then(|n| usize::try_from(n).ok())
+    if let Some(limit) = num_predict
+        .filter(|n| *n > 0)
+        .and_then(|n| usize::try_from(n).ok())
         && words.len() > limit
     {
         words.truncate(limit);
@@ -368,7 +372,8 @@ mod tests {
         assert_eq!(stopped.done_reason, "stop");
         let mid_word = shape_reply("Echo: hello world", Some(10), &["ll".into()]);
         assert_eq!(mid_word.pieces.concat(), "Echo: he");
-        assert_eq!(shape_reply("Echo: a", Some(0), &[]).pieces.len(), 0);
+        let unlimited = shape_reply("Echo: a", Some(0), &[]);
+        assert_eq!((unlimited.pieces.len(), unlimited.done_reason), (2, "stop"));
     }
 
     #[test]

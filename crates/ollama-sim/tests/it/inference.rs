@@ -100,15 +100,27 @@ async fn num_predict_cuts_with_length_and_stop_sequences_cut_with_stop() {
     let body = stopped.json();
     assert_eq!(body["message"]["content"], "Echo: one two");
     assert_eq!(body["done_reason"], "stop");
+}
 
-    let nothing = post(&sim, "/api/chat", &json!({"model": "llama3.2", "messages": user("x"), "stream": false, "options": {"num_predict": 0}})).await;
-    let body = nothing.json();
-    assert_eq!(body["message"]["content"], "");
-    assert_eq!(body["done_reason"], "length");
-    assert!(
-        body.get("eval_count").is_none(),
-        "Ollama omits a zero eval_count"
-    );
+/// Ollama only clamps `num_predict` below 0 and its runner limits generation only when
+/// `numPredict > 0`, so 0 (like -1) is no limit at all, not an empty answer.
+#[actix_rt::test]
+async fn num_predict_zero_or_negative_means_no_limit() {
+    let sim = start().await;
+    for limit in [0, -1, -2] {
+        for path in ["/api/chat", "/api/generate"] {
+            let body = json!({"model": "llama3.2", "messages": user("one two three"),
+                "prompt": "one two three", "stream": false, "options": {"num_predict": limit}});
+            let answer = post(&sim, path, &body).await.json();
+            let text = answer["message"]["content"]
+                .as_str()
+                .or(answer["response"].as_str())
+                .unwrap();
+            assert_eq!(text, "Echo: one two three", "{path} num_predict {limit}");
+            assert_eq!(answer["done_reason"], "stop");
+            assert_eq!(answer["eval_count"], 4);
+        }
+    }
 }
 
 #[actix_rt::test]
