@@ -1,9 +1,9 @@
 //! How a simulator instance is set up before it starts.
 
 use crate::SimError;
-use crate::control::SimSettings;
 use crate::model::{ModelName, SimModel};
 use crate::registry::KeepAlive;
+use crate::settings::SimSettings;
 
 /// Everything an instance starts with: its name, its models, version and server knobs.
 ///

@@ -13,117 +13,10 @@ use crate::SimError;
 use crate::config::SimConfig;
 use crate::model::{ModelName, SimModel};
 use crate::registry::{KeepAlive, LoadedModel, Registry, SimClock};
+use crate::settings::{FailStatusJson, SimSettings};
 
 /// The message real Ollama streams when the runner fails mid-generation.
 pub const MODEL_ERROR_MESSAGE: &str = "an error was encountered while running the model";
-
-/// Latency and faults. Every field defaults to off / zero.
-///
-/// Delays apply to every request that passes validation. Faults (everything but the two
-/// delays) apply to `/api/chat` and `/api/generate`; `fail_status` and `hang` apply to
-/// `/api/embed` and `/api/embeddings` too. A fault counted "after N tokens" fires once N token
-/// lines were sent, or just before the final `done` line when the reply has fewer than N tokens,
-/// so a configured fault always shows.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct SimSettings {
-    /// Wait before the response head (and with it the first line) is sent.
-    pub first_token_delay: Duration,
-    /// Wait between two streamed lines; a non-streaming reply waits this long per token.
-    pub token_delay: Duration,
-    /// Answer this status with `{"error": message}` instead of generating.
-    pub fail_status: Option<(u16, String)>,
-    /// Send `{"error":"an error was encountered while running the model"}` after N tokens and
-    /// end the stream cleanly with no `done` line (status stays 200; with N = 0 the answer is a
-    /// 500 instead, as Ollama does when it fails before the first byte). Non-streaming: 500.
-    pub error_after_tokens: Option<usize>,
-    /// Drop the connection after N tokens, without the terminating chunk.
-    /// Non-streaming: the head promises the full `Content-Length`, half the body comes, then the
-    /// connection drops.
-    pub close_after_tokens: Option<usize>,
-    /// Insert the non-JSON line `{"model":` after N tokens, then carry on normally.
-    /// Non-streaming: a 200 whose body is the first half of the JSON.
-    pub malformed_after_tokens: Option<usize>,
-    /// Stop sending after N tokens and never finish; the connection stays open.
-    /// With N = 0, or non-streaming, nothing at all is sent (as Ollama sends its head with the
-    /// first line).
-    pub stall_after_tokens: Option<usize>,
-    /// Never answer at all, not even the head.
-    pub hang: bool,
-    /// When set, the faults apply to this many more requests and are then cleared
-    /// (`Some(0)` disables them at once). Delays are not affected.
-    pub faults_for_next: Option<usize>,
-    /// Every route but `/sim/*` hangs without answering (health probes such as `/` and
-    /// `/api/tags` included), like a backend that stopped responding. Not counted by
-    /// `faults_for_next`, and the hung requests are not counted in the stats.
-    pub unresponsive: bool,
-}
-
-impl SimSettings {
-    /// Whether any fault counted by `faults_for_next` (not a delay, not `unresponsive`) is on.
-    pub fn has_faults(&self) -> bool {
-        self.fail_status.is_some()
-            || self.error_after_tokens.is_some()
-            || self.close_after_tokens.is_some()
-            || self.malformed_after_tokens.is_some()
-            || self.stall_after_tokens.is_some()
-            || self.hang
-    }
-
-    /// Switches every fault off and forgets `faults_for_next`; delays and `unresponsive` stay.
-    pub fn clear_faults(&mut self) {
-        *self = Self {
-            first_token_delay: self.first_token_delay,
-            token_delay: self.token_delay,
-            unresponsive: self.unresponsive,
-            ..Self::default()
-        };
-    }
-
-    /// The JSON form `GET /sim/control` returns and `POST /sim/control` accepts.
-    pub fn to_json(&self) -> Value {
-        let view = SettingsView {
-            first_token_delay_ms: duration_ms(self.first_token_delay),
-            token_delay_ms: duration_ms(self.token_delay),
-            fail_status: self
-                .fail_status
-                .clone()
-                .map(|(status, message)| FailStatusJson { status, message }),
-            error_after_tokens: self.error_after_tokens,
-            close_after_tokens: self.close_after_tokens,
-            malformed_after_tokens: self.malformed_after_tokens,
-            stall_after_tokens: self.stall_after_tokens,
-            hang: self.hang,
-            faults_for_next: self.faults_for_next,
-            unresponsive: self.unresponsive,
-        };
-        serde_json::to_value(view).unwrap_or(Value::Null)
-    }
-}
-
-fn duration_ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[derive(Serialize)]
-struct SettingsView {
-    first_token_delay_ms: u64,
-    token_delay_ms: u64,
-    fail_status: Option<FailStatusJson>,
-    error_after_tokens: Option<usize>,
-    close_after_tokens: Option<usize>,
-    malformed_after_tokens: Option<usize>,
-    stall_after_tokens: Option<usize>,
-    hang: bool,
-    faults_for_next: Option<usize>,
-    unresponsive: bool,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FailStatusJson {
-    status: u16,
-    message: String,
-}
 
 /// A `POST /sim/control` body: present fields are set, `null` clears, absent fields stay.
 #[derive(Deserialize)]
@@ -167,8 +60,7 @@ where
 }
 
 /// The HTTP routes the simulator counts requests for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SimEndpoint {
     /// `GET`/`HEAD /`.
     Root,
@@ -188,13 +80,37 @@ pub enum SimEndpoint {
     Embeddings,
     /// `GET /api/ps`.
     Ps,
+    /// `POST /api/pull`.
+    Pull,
+    /// `POST /api/push`.
+    Push,
+    /// `POST /api/create`.
+    Create,
+    /// `POST /api/copy`.
+    Copy,
+    /// `DELETE /api/delete`.
+    Delete,
+    /// `HEAD`/`POST /api/blobs/{digest}`.
+    Blobs,
+    /// `POST /v1/chat/completions`.
+    OpenAiChat,
+    /// `POST /v1/completions`.
+    OpenAiCompletions,
+    /// `POST /v1/embeddings`.
+    OpenAiEmbeddings,
+    /// `GET /v1/models` and `GET /v1/models/{model}`.
+    OpenAiModels,
+    /// `POST /v1/responses`.
+    Responses,
+    /// `POST /v1/messages`.
+    Messages,
     /// Any path the simulator does not serve (404), or a wrong method (405).
     NotFound,
 }
 
 impl SimEndpoint {
     /// Every endpoint, in a fixed order.
-    pub const ALL: [SimEndpoint; 10] = [
+    pub const ALL: [SimEndpoint; 22] = [
         SimEndpoint::Root,
         SimEndpoint::Version,
         SimEndpoint::Tags,
@@ -204,6 +120,18 @@ impl SimEndpoint {
         SimEndpoint::Embed,
         SimEndpoint::Embeddings,
         SimEndpoint::Ps,
+        SimEndpoint::Pull,
+        SimEndpoint::Push,
+        SimEndpoint::Create,
+        SimEndpoint::Copy,
+        SimEndpoint::Delete,
+        SimEndpoint::Blobs,
+        SimEndpoint::OpenAiChat,
+        SimEndpoint::OpenAiCompletions,
+        SimEndpoint::OpenAiEmbeddings,
+        SimEndpoint::OpenAiModels,
+        SimEndpoint::Responses,
+        SimEndpoint::Messages,
         SimEndpoint::NotFound,
     ];
 
@@ -219,6 +147,18 @@ impl SimEndpoint {
             SimEndpoint::Embed => "embed",
             SimEndpoint::Embeddings => "embeddings",
             SimEndpoint::Ps => "ps",
+            SimEndpoint::Pull => "pull",
+            SimEndpoint::Push => "push",
+            SimEndpoint::Create => "create",
+            SimEndpoint::Copy => "copy",
+            SimEndpoint::Delete => "delete",
+            SimEndpoint::Blobs => "blobs",
+            SimEndpoint::OpenAiChat => "openai_chat",
+            SimEndpoint::OpenAiCompletions => "openai_completions",
+            SimEndpoint::OpenAiEmbeddings => "openai_embeddings",
+            SimEndpoint::OpenAiModels => "openai_models",
+            SimEndpoint::Responses => "responses",
+            SimEndpoint::Messages => "messages",
             SimEndpoint::NotFound => "not_found",
         }
     }
@@ -232,6 +172,12 @@ impl SimEndpoint {
 
     fn index(self) -> usize {
         self as usize
+    }
+}
+
+impl Serialize for SimEndpoint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -678,16 +624,12 @@ impl SimControl {
     }
 
     /// Takes the faults that apply to one request, counting it against `faults_for_next`.
-    pub(crate) fn claim_faults(&self, scope: FaultScope) -> ClaimedFaults {
+    pub(crate) fn claim_faults(&self) -> ClaimedFaults {
         let mut settings = lock(&self.inner.settings);
-        let relevant = match scope {
-            FaultScope::Inference => settings.has_faults(),
-            FaultScope::Embedding => settings.hang || settings.fail_status.is_some(),
-        };
-        if !relevant {
+        if !settings.has_faults() {
             return ClaimedFaults::default();
         }
-        let claimed = ClaimedFaults::from_settings(&settings, scope);
+        let claimed = ClaimedFaults::from_settings(&settings);
         match settings.faults_for_next {
             None => claimed,
             Some(0) => {
@@ -716,15 +658,6 @@ impl SimControl {
     }
 }
 
-/// Which faults a route honours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FaultScope {
-    /// `/api/chat` and `/api/generate`: every fault.
-    Inference,
-    /// `/api/embed` and `/api/embeddings`: `fail_status` and `hang` only.
-    Embedding,
-}
-
 /// How a faulty stream ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Terminal {
@@ -744,14 +677,7 @@ pub(crate) struct ClaimedFaults {
 }
 
 impl ClaimedFaults {
-    fn from_settings(settings: &SimSettings, scope: FaultScope) -> Self {
-        if scope == FaultScope::Embedding {
-            return Self {
-                hang: settings.hang,
-                fail_status: settings.fail_status.clone(),
-                ..Self::default()
-            };
-        }
+    fn from_settings(settings: &SimSettings) -> Self {
         let terminal = [
             settings.error_after_tokens.map(|n| (Terminal::Error, n)),
             settings.close_after_tokens.map(|n| (Terminal::Close, n)),
@@ -824,31 +750,14 @@ mod tests {
         control.fail_with(503, "busy");
         control.set_faults_for_next(Some(2));
         for _ in 0..2 {
-            let claimed = control.claim_faults(FaultScope::Inference);
+            let claimed = control.claim_faults();
             assert_eq!(claimed.fail_status, Some((503, "busy".into())));
         }
-        assert_eq!(
-            control.claim_faults(FaultScope::Inference),
-            ClaimedFaults::default()
-        );
+        assert_eq!(control.claim_faults(), ClaimedFaults::default());
         let settings = control.settings();
         assert!(!settings.has_faults());
         assert_eq!(settings.faults_for_next, None);
         assert_eq!(settings.token_delay, Duration::from_millis(3));
-    }
-
-    #[test]
-    fn embedding_requests_only_claim_status_and_hang() {
-        let control = SimControl::default();
-        control.set_error_after_tokens(Some(1));
-        control.set_faults_for_next(Some(1));
-        // Not relevant to embeddings, so the single allowed use is not spent here.
-        assert_eq!(
-            control.claim_faults(FaultScope::Embedding),
-            ClaimedFaults::default()
-        );
-        let claimed = control.claim_faults(FaultScope::Inference);
-        assert_eq!(claimed.terminal, Some((Terminal::Error, 1)));
     }
 
     #[test]
@@ -857,7 +766,7 @@ mod tests {
         control.set_stall_after_tokens(Some(2));
         control.set_close_after_tokens(Some(2));
         control.set_error_after_tokens(Some(5));
-        let claimed = control.claim_faults(FaultScope::Inference);
+        let claimed = control.claim_faults();
         assert_eq!(claimed.terminal, Some((Terminal::Close, 2)));
     }
 

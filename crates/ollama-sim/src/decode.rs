@@ -21,8 +21,29 @@ impl Refusal {
         }
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, message)
+    }
+}
+
+/// Parses a compatibility-layer body: Ollama's middleware binds it into its own struct, and a
+/// blank body fails there with Go's `EOF`.
+pub(crate) fn parse_compat_body(body: &[u8]) -> Result<Value, Refusal> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(Refusal::bad_request("EOF"));
+    }
+    parse_body(body)
+}
+
+/// Go's `%T` of a value decoded into `any`.
+pub(crate) fn go_any_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "[]interface {}",
+        Value::Object(_) => "map[string]interface {}",
     }
 }
 
@@ -42,7 +63,7 @@ pub(crate) fn parse_body(body: &[u8]) -> Result<Value, Refusal> {
     }
 }
 
-fn json_kind(value: &Value) -> &'static str {
+pub(crate) fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "bool",
@@ -54,7 +75,7 @@ fn json_kind(value: &Value) -> &'static str {
 }
 
 /// The top-level object, or Go's error for a non-object (`null` decodes to an empty request).
-fn top_level<'a>(
+pub(crate) fn top_level<'a>(
     value: &'a Value,
     empty: &'a Map<String, Value>,
     go_type: &str,
@@ -70,14 +91,18 @@ fn top_level<'a>(
 }
 
 /// Reads typed fields of one Go struct, naming fields the way Go's type errors do.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     map: &'a Map<String, Value>,
     go_struct: &'static str,
     path: &'static str,
 }
 
 impl<'a> Fields<'a> {
-    fn new(map: &'a Map<String, Value>, go_struct: &'static str, path: &'static str) -> Self {
+    pub(crate) fn new(
+        map: &'a Map<String, Value>,
+        go_struct: &'static str,
+        path: &'static str,
+    ) -> Self {
         Self {
             map,
             go_struct,
@@ -86,18 +111,18 @@ impl<'a> Fields<'a> {
     }
 
     /// The value of `key`, with JSON `null` treated as absent (Go leaves the zero value).
-    fn get(&self, key: &str) -> Option<&'a Value> {
+    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|value| !value.is_null())
     }
 
-    fn type_error(&self, key: &str, found: &str, go_type: &str) -> Refusal {
+    pub(crate) fn type_error(&self, key: &str, found: &str, go_type: &str) -> Refusal {
         Refusal::bad_request(format!(
             "json: cannot unmarshal {found} into Go struct field {}.{}{key} of type {go_type}",
             self.go_struct, self.path
         ))
     }
 
-    fn string(&self, key: &str) -> Result<String, Refusal> {
+    pub(crate) fn string(&self, key: &str) -> Result<String, Refusal> {
         match self.get(key) {
             None => Ok(String::new()),
             Some(Value::String(text)) => Ok(text.clone()),
@@ -105,7 +130,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn bool(&self, key: &str) -> Result<Option<bool>, Refusal> {
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, Refusal> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(flag)) => Ok(Some(*flag)),
@@ -113,7 +138,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn int(&self, key: &str) -> Result<Option<i64>, Refusal> {
+    pub(crate) fn int(&self, key: &str) -> Result<Option<i64>, Refusal> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Number(number)) => number
@@ -124,7 +149,16 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn array(&self, key: &str, go_type: &str) -> Result<&'a [Value], Refusal> {
+    /// A JSON number as Go decodes it into a float field (`go_type` `float64` or `float32`).
+    pub(crate) fn number(&self, key: &str, go_type: &str) -> Result<Option<f64>, Refusal> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(Value::Number(number)) => Ok(number.as_f64()),
+            Some(other) => Err(self.type_error(key, json_kind(other), go_type)),
+        }
+    }
+
+    pub(crate) fn array(&self, key: &str, go_type: &str) -> Result<&'a [Value], Refusal> {
         match self.get(key) {
             None => Ok(&[]),
             Some(Value::Array(items)) => Ok(items),
@@ -132,7 +166,11 @@ impl<'a> Fields<'a> {
         }
     }
 
-    fn object(&self, key: &str, go_type: &str) -> Result<Option<&'a Map<String, Value>>, Refusal> {
+    pub(crate) fn object(
+        &self,
+        key: &str,
+        go_type: &str,
+    ) -> Result<Option<&'a Map<String, Value>>, Refusal> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Object(map)) => Ok(Some(map)),

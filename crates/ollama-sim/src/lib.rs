@@ -1,10 +1,11 @@
-//! A deterministic stand-in for the Ollama server that speaks its native wire format exactly
-//! (field names, NDJSON framing, content types, error bodies and statuses) and lets tests inject
-//! latency and faults.
+//! A deterministic stand-in for the Ollama server that speaks its wire formats exactly (the
+//! native API and Ollama's OpenAI-compatible routes: field names, framing, content types, error
+//! bodies and statuses) and lets tests inject latency and faults.
 //!
 //! It does not run a model, does not implement model management (`/api/pull`, `/api/create`,
-//! …), does not speak the OpenAI-compatible `/v1/*` routes, and shares no code with the other
-//! aiproxy crates on purpose: it is the independent reference they are tested against.
+//! …), and shares no code with the other aiproxy crates on purpose: it is the independent
+//! reference they are tested against. The crate README lists every route and what it
+//! simplifies.
 //!
 //! ```
 //! use aiproxy_ollama_sim::{OllamaSim, SimConfig, SimEndpoint};
@@ -26,7 +27,9 @@
 //!
 //! `GET`/`HEAD /` (`Ollama is running`), `GET`/`HEAD /api/version`, `GET`/`HEAD /api/tags`,
 //! `POST /api/show`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
-//! `POST /api/embeddings` (legacy), `GET /api/ps` (loaded models, see below).
+//! `POST /api/embeddings` (legacy), `GET /api/ps` (loaded models, see below); Ollama's
+//! OpenAI-compatible `POST /v1/chat/completions`, `POST /v1/completions`,
+//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`.
 //! Unknown paths answer 404 `text/plain` `404 page not found`; a known path with the wrong
 //! method answers 405 `405 method not allowed`. Control routes (not counted in the stats):
 //! `GET`/`POST /sim/control`, `GET /sim/stats`, `GET /sim/requests[?endpoint=chat]`.
@@ -129,8 +132,9 @@
 //! validation. `first_token_delay` delays the response head; `token_delay` separates streamed
 //! lines (non-streaming waits `token_delay` × tokens). Faults: `fail_status`, `error_after_tokens`,
 //! `close_after_tokens`, `malformed_after_tokens`, `stall_after_tokens`, `hang`, and
-//! `faults_for_next` to limit them to the next N requests. Chat and generate honour all of
-//! them; embed and legacy embeddings honour `fail_status` and `hang`.
+//! `faults_for_next` to limit them to the next N requests. Every inference route honours all of
+//! them, in its own error shape; embeddings, never streamed, take each fault's non-streaming
+//! meaning.
 //!
 //! `unresponsive` makes every route but `/sim/*` hang (health probes included), like a backend
 //! that stopped answering; it is not counted by `faults_for_next`.
@@ -167,24 +171,33 @@ mod config;
 mod control;
 mod decode;
 mod gojson;
+mod inference;
+mod listing;
 mod model;
+mod native;
+mod openai;
 mod registry;
 mod respond;
 mod rules;
 mod server;
+mod settings;
+mod state;
+mod wire;
 
 pub use config::SimConfig;
-pub use control::{MODEL_ERROR_MESSAGE, SimControl, SimEndpoint, SimSettings, SimStats};
+pub use control::{MODEL_ERROR_MESSAGE, SimControl, SimEndpoint, SimStats};
 pub use model::{
     Capability, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG, ModelName, NameError, SimModel,
 };
+pub use native::MALFORMED_LINE;
+pub use openai::MALFORMED_EVENT;
 pub use registry::{KeepAlive, LoadedModel};
-pub use respond::MALFORMED_LINE;
 pub use rules::{
     FALLBACK_REPLY, count_words, embedding_vector, prompt_tokens_for_chat, prompt_tokens_for_embed,
     prompt_tokens_for_generate,
 };
 pub use server::{INSTANCE_HEADER, OllamaSim};
+pub use settings::SimSettings;
 
 /// Ollama's answer when its request queue is full (note the two spaces).
 pub const SERVER_BUSY_MESSAGE: &str =

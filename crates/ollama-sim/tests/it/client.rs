@@ -52,6 +52,51 @@ impl RawResponse {
             .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", self.text()))
     }
 
+    /// The server-sent events as `(event name, data)`; asserts the framing (`event:` and
+    /// `data:` lines, each event ended by a blank line).
+    pub fn events(&self) -> Vec<(Option<String>, String)> {
+        let text = self.text();
+        assert!(
+            text.is_empty() || text.ends_with("\n\n"),
+            "unterminated last event: {text:?}"
+        );
+        text.split_terminator("\n\n")
+            .map(|event| {
+                let mut name = None;
+                let mut data = None;
+                for line in event.lines() {
+                    if let Some(value) = line.strip_prefix("event: ") {
+                        name = Some(value.to_owned());
+                    } else if let Some(value) = line.strip_prefix("data: ") {
+                        data = Some(value.to_owned());
+                    } else {
+                        panic!("unexpected SSE line {line:?} in {text:?}");
+                    }
+                }
+                (
+                    name,
+                    data.unwrap_or_else(|| panic!("event without data: {event:?}")),
+                )
+            })
+            .collect()
+    }
+
+    /// The `data` of every event parsed as JSON, except a final `[DONE]`, which must be there
+    /// when `done` is true.
+    pub fn event_data(&self, done: bool) -> Vec<Value> {
+        let mut events = self.events();
+        if done {
+            let (_, last) = events.pop().expect("at least one event");
+            assert_eq!(last, "[DONE]");
+        }
+        events
+            .iter()
+            .map(|(_, data)| {
+                serde_json::from_str(data).unwrap_or_else(|err| panic!("{data:?}: {err}"))
+            })
+            .collect()
+    }
+
     /// The NDJSON lines, each parsed; panics on a line that is not JSON.
     pub fn lines(&self) -> Vec<Value> {
         self.raw_lines()

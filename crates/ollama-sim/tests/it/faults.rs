@@ -14,6 +14,36 @@ fn chat(stream: bool) -> Value {
 }
 
 #[actix_rt::test]
+async fn embeddings_take_the_non_streaming_meaning_of_every_fault() {
+    let sim = start().await;
+    let embed = json!({"model": "nomic-embed-text", "input": "hi"});
+    for path in ["/api/embed", "/api/embeddings"] {
+        let mut body = embed.clone();
+        body["prompt"] = json!("hi");
+        sim.control().set_error_after_tokens(Some(1));
+        let failed = post(&sim, path, &body).await;
+        assert_eq!(
+            (failed.status, failed.json()),
+            (500, json!({"error": MODEL_ERROR_MESSAGE})),
+            "{path}"
+        );
+        sim.control().clear_faults();
+        sim.control().set_close_after_tokens(Some(1));
+        let cut = post(&sim, path, &body).await;
+        assert!(cut.status == 200 && !cut.chunked && !cut.complete, "{path}");
+        sim.control().clear_faults();
+        sim.control().set_malformed_after_tokens(Some(0));
+        let broken = post(&sim, path, &body).await;
+        assert!(broken.complete && serde_json::from_slice::<Value>(&broken.body).is_err());
+        sim.control().clear_faults();
+        sim.control().set_stall_after_tokens(Some(0));
+        let mut stalled = OpenStream::post(&sim, path, &body).await;
+        stalled.expect_silence(Duration::from_millis(200)).await;
+        sim.control().clear_faults();
+    }
+}
+
+#[actix_rt::test]
 async fn fail_status_answers_the_status_for_inference_and_embeddings_only() {
     let sim = start().await;
     sim.control().fail_with(503, SERVER_BUSY_MESSAGE);

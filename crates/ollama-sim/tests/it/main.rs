@@ -8,3 +8,4 @@ mod faults;
 mod fidelity;
 mod inference;
 mod instances;
+mod openai;
