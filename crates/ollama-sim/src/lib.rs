@@ -2,10 +2,10 @@
 //! native API and Ollama's OpenAI-compatible routes: field names, framing, content types, error
 //! bodies and statuses) and lets tests inject latency and faults.
 //!
-//! It does not run a model, does not implement model management (`/api/pull`, `/api/create`,
-//! …), and shares no code with the other aiproxy crates on purpose: it is the independent
-//! reference they are tested against. The crate README lists every route and what it
-//! simplifies.
+//! It does not run a model (management routes change which models an instance has, but there is
+//! no registry and no weights), and it shares no code with the other aiproxy crates on purpose:
+//! it is the independent reference they are tested against. The crate README lists every route
+//! and what it simplifies.
 //!
 //! ```
 //! use aiproxy_ollama_sim::{OllamaSim, SimConfig, SimEndpoint};
@@ -27,7 +27,9 @@
 //!
 //! `GET`/`HEAD /` (`Ollama is running`), `GET`/`HEAD /api/version`, `GET`/`HEAD /api/tags`,
 //! `POST /api/show`, `POST /api/chat`, `POST /api/generate`, `POST /api/embed`,
-//! `POST /api/embeddings` (legacy), `GET /api/ps` (loaded models, see below); Ollama's
+//! `POST /api/embeddings` (legacy), `GET /api/ps` (loaded models, see below);
+//! model management (`POST /api/pull`, `/api/push`, `/api/create`, `/api/copy`,
+//! `DELETE /api/delete`, `HEAD`/`POST /api/blobs/{digest}`); Ollama's
 //! OpenAI-compatible `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`.
 //! Unknown paths answer 404 `text/plain` `404 page not found`; a known path with the wrong
@@ -173,6 +175,7 @@ mod decode;
 mod gojson;
 mod inference;
 mod listing;
+mod management;
 mod model;
 mod native;
 mod openai;

@@ -1,6 +1,7 @@
 //! The models the simulator serves, and Ollama's `host/namespace/model:tag` name resolution.
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// The registry a bare model name belongs to, as in Ollama's `model.ParseName`.
 pub const DEFAULT_HOST: &str = "registry.ollama.ai";
@@ -179,6 +180,14 @@ impl SimModel {
         let mut catalog = Self::defaults();
         catalog.extend([Self::llama3_2_1b(), Self::gemma3_1b(), Self::all_minilm()]);
         catalog
+    }
+
+    /// The digest of the model's weights layer (`sha256:<hex>`), what a pull shows and
+    /// `/api/blobs` finds. The simulator gives each model one layer, derived from its digest.
+    pub fn layer_digest(&self) -> String {
+        let hash = Sha256::digest(self.digest.as_bytes());
+        let hex: String = hash.iter().map(|byte| format!("{byte:02x}")).collect();
+        format!("sha256:{hex}")
     }
 
     /// Whether the model has `capability`.

@@ -2,6 +2,7 @@
 //! (`/api/ps`) and until when, which models could be installed, and the clock that keep-alives
 //! run on.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -140,6 +141,8 @@ pub(crate) struct Registry {
     installed: Vec<Entry>,
     loaded: Vec<Loaded>,
     catalog: Vec<Entry>,
+    /// Uploaded blobs by file name (`sha256-<hex>`, as Ollama names them on disk) → size.
+    blobs: BTreeMap<String, u64>,
     default_keep_alive: KeepAlive,
     default_num_ctx: u64,
 }
@@ -155,6 +158,7 @@ impl Registry {
             installed: Vec::new(),
             loaded: Vec::new(),
             catalog: catalog.iter().cloned().filter_map(Entry::new).collect(),
+            blobs: BTreeMap::new(),
             default_keep_alive,
             default_num_ctx,
         };
@@ -169,6 +173,14 @@ impl Registry {
     /// The installed model a parsed name refers to.
     pub(crate) fn find(&self, name: &ModelName) -> Option<Arc<SimModel>> {
         self.installed
+            .iter()
+            .find(|entry| entry.name == *name)
+            .map(|entry| Arc::clone(&entry.model))
+    }
+
+    /// The catalog model (what a pull can fetch) a parsed name refers to.
+    pub(crate) fn find_in_catalog(&self, name: &ModelName) -> Option<Arc<SimModel>> {
+        self.catalog
             .iter()
             .find(|entry| entry.name == *name)
             .map(|entry| Arc::clone(&entry.model))
@@ -325,6 +337,22 @@ impl Registry {
             .retain(|loaded| !Arc::ptr_eq(&loaded.entry.model, model));
     }
 
+    /// The size of a blob this instance holds: one uploaded with `POST /api/blobs`, or the
+    /// layer of an installed model. `digest` is `sha256:<hex>` or `sha256-<hex>`.
+    pub(crate) fn blob_size(&self, digest: &str) -> Option<u64> {
+        let file = blob_file(digest);
+        self.blobs.get(&file).copied().or_else(|| {
+            self.installed
+                .iter()
+                .find(|entry| blob_file(&entry.model.layer_digest()) == file)
+                .map(|entry| entry.model.size)
+        })
+    }
+
+    pub(crate) fn add_blob(&mut self, digest: &str, size: u64) {
+        self.blobs.insert(blob_file(digest), size);
+    }
+
     fn prune(&mut self, now: OffsetDateTime) {
         self.loaded.retain(|loaded| loaded.expires_at > now);
     }
@@ -350,6 +378,11 @@ impl Registry {
         models.sort_by_key(|(_, loaded)| std::cmp::Reverse(loaded.expires_at.unix_timestamp()));
         models
     }
+}
+
+/// The file a digest names on disk: Ollama replaces `:` by `-` (and keeps the case).
+fn blob_file(digest: &str) -> String {
+    digest.replacen(':', "-", 1)
 }
 
 #[cfg(test)]
@@ -440,6 +473,21 @@ mod tests {
             registry.set_loaded(&["gemma3:1b".into(), "llama3.2".into()], now),
             Err(RegistryError::NotInstalled("llama3.2".into()))
         );
+    }
+
+    #[test]
+    fn blobs_are_uploaded_ones_or_installed_layers() {
+        let mut registry = registry();
+        let layer = SimModel::llama3_2().layer_digest();
+        assert_eq!(registry.blob_size(&layer), Some(SimModel::llama3_2().size));
+        assert_eq!(
+            registry.blob_size(&layer.replacen(':', "-", 1)),
+            Some(SimModel::llama3_2().size)
+        );
+        let uploaded = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(registry.blob_size(&uploaded), None);
+        registry.add_blob(&uploaded, 3);
+        assert_eq!(registry.blob_size(&uploaded.replacen(':', "-", 1)), Some(3));
     }
 
     #[test]

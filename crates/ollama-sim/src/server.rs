@@ -14,9 +14,9 @@ use crate::control::{SimControl, SimEndpoint};
 use crate::gojson::to_go_json;
 use crate::inference::{chat, embed, generate, legacy_embeddings};
 use crate::listing::{ps, show, tags};
-use crate::openai;
 use crate::state::AppState;
 use crate::wire::{Dialect, json_response};
+use crate::{management, openai};
 
 /// The response header naming the instance that answered ([`SimConfig::name`]).
 pub const INSTANCE_HEADER: &str = "x-sim-instance";
@@ -153,6 +153,21 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/api/ps")
             .route(web::get().to(ps))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(post_only("/api/pull", management::pull))
+    .service(post_only("/api/push", management::push))
+    .service(post_only("/api/create", management::create))
+    .service(post_only("/api/copy", management::copy))
+    .service(
+        web::resource("/api/delete")
+            .route(web::delete().to(management::delete))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/api/blobs/{digest}")
+            .route(web::head().to(management::head_blob))
+            .route(web::post().to(management::upload_blob))
             .default_service(web::to(method_not_allowed)),
     )
     .service(post_only("/v1/chat/completions", openai::chat_completions))

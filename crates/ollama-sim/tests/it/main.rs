@@ -8,4 +8,5 @@ mod faults;
 mod fidelity;
 mod inference;
 mod instances;
+mod management;
 mod openai;
