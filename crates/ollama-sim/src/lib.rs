@@ -31,7 +31,8 @@
 //! model management (`POST /api/pull`, `/api/push`, `/api/create`, `/api/copy`,
 //! `DELETE /api/delete`, `HEAD`/`POST /api/blobs/{digest}`); Ollama's
 //! OpenAI-compatible `POST /v1/chat/completions`, `POST /v1/completions`,
-//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`.
+//! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`; the Responses API,
+//! `POST /v1/responses`.
 //! Unknown paths answer 404 `text/plain` `404 page not found`; a known path with the wrong
 //! method answers 405 `405 method not allowed`. Control routes (not counted in the stats):
 //! `GET`/`POST /sim/control`, `GET /sim/stats`, `GET /sim/requests[?endpoint=chat]`.
@@ -181,6 +182,7 @@ mod native;
 mod openai;
 mod registry;
 mod respond;
+mod responses;
 mod rules;
 mod server;
 mod settings;

@@ -165,6 +165,14 @@ pub(crate) fn data_event(out: &mut Vec<u8>, json: &str) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// One named server-sent event: `event: <name>\ndata: <json>\n\n`.
+pub(crate) fn named_event(out: &mut Vec<u8>, name: &str, json: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    data_event(out, json);
+}
+
 /// The error shapes: Ollama's `{"error": …}` and OpenAI's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {

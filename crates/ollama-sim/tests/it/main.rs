@@ -10,3 +10,4 @@ mod inference;
 mod instances;
 mod management;
 mod openai;
+mod responses;
