@@ -1,6 +1,6 @@
 //! A deterministic stand-in for the Ollama server that speaks its wire formats exactly (the
-//! native API and Ollama's OpenAI-compatible routes: field names, framing, content types, error
-//! bodies and statuses) and lets tests inject latency and faults.
+//! native API and Ollama's OpenAI- and Anthropic-compatible routes: field names, framing,
+//! content types, error bodies and statuses) and lets tests inject latency and faults.
 //!
 //! It does not run a model (management routes change which models an instance has, but there is
 //! no registry and no weights), and it shares no code with the other aiproxy crates on purpose:
@@ -32,7 +32,7 @@
 //! `DELETE /api/delete`, `HEAD`/`POST /api/blobs/{digest}`); Ollama's
 //! OpenAI-compatible `POST /v1/chat/completions`, `POST /v1/completions`,
 //! `POST /v1/embeddings`, `GET /v1/models` and `GET /v1/models/{model}`; the Responses API,
-//! `POST /v1/responses`.
+//! `POST /v1/responses`; and the Anthropic-compatible Messages API, `POST /v1/messages`.
 //! Unknown paths answer 404 `text/plain` `404 page not found`; a known path with the wrong
 //! method answers 405 `405 method not allowed`. Control routes (not counted in the stats):
 //! `GET`/`POST /sim/control`, `GET /sim/stats`, `GET /sim/requests[?endpoint=chat]`.
@@ -170,6 +170,7 @@
 //! until Ctrl-C. `--fail-status 503` without a message uses Ollama's queue-full text.
 #![warn(missing_docs)]
 
+mod anthropic;
 mod config;
 mod control;
 mod decode;
@@ -189,6 +190,7 @@ mod settings;
 mod state;
 mod wire;
 
+pub use anthropic::anthropic_input_estimate;
 pub use config::SimConfig;
 pub use control::{MODEL_ERROR_MESSAGE, SimControl, SimEndpoint, SimStats};
 pub use model::{

@@ -16,7 +16,7 @@ use crate::inference::{chat, embed, generate, legacy_embeddings};
 use crate::listing::{ps, show, tags};
 use crate::state::AppState;
 use crate::wire::{Dialect, json_response};
-use crate::{management, openai, responses};
+use crate::{anthropic, management, openai, responses};
 
 /// The response header naming the instance that answered ([`SimConfig::name`]).
 pub const INSTANCE_HEADER: &str = "x-sim-instance";
@@ -174,6 +174,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
     .service(post_only("/v1/completions", openai::completions))
     .service(post_only("/v1/embeddings", openai::embeddings))
     .service(post_only("/v1/responses", responses::responses))
+    .service(post_only("/v1/messages", anthropic::messages))
     .service(
         web::resource("/v1/models")
             .route(web::get().to(openai::models))

@@ -173,11 +173,12 @@ pub(crate) fn named_event(out: &mut Vec<u8>, name: &str, json: &str) {
     data_event(out, json);
 }
 
-/// The error shapes: Ollama's `{"error": …}` and OpenAI's.
+/// The error shapes: Ollama's `{"error": …}`, OpenAI's and Anthropic's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Ollama,
     OpenAi,
+    Anthropic,
 }
 
 #[derive(Serialize)]
@@ -197,6 +198,21 @@ struct OpenAiErrorDetail<'a> {
     kind: &'static str,
     param: Option<()>,
     code: Option<()>,
+}
+
+#[derive(Serialize)]
+struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicErrorDetail<'a>,
+    request_id: String,
+}
+
+#[derive(Serialize)]
+struct AnthropicErrorDetail<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
 }
 
 impl Dialect {
@@ -224,6 +240,25 @@ impl Dialect {
                 text.push('\n');
                 text
             }
+            Dialect::Anthropic => {
+                let kind = match status {
+                    400 => "invalid_request_error",
+                    401 => "authentication_error",
+                    403 => "permission_error",
+                    404 => "not_found_error",
+                    429 => "rate_limit_error",
+                    503 | 529 => "overloaded_error",
+                    _ => "api_error",
+                };
+                let body = AnthropicError {
+                    kind: "error",
+                    error: AnthropicErrorDetail { kind, message },
+                    request_id: format!("req_{}", hex_id(24)),
+                };
+                let mut text = to_go_json(&body);
+                text.push('\n');
+                text
+            }
         }
     }
 
@@ -232,7 +267,7 @@ impl Dialect {
     pub(crate) fn error(self, status: u16, message: &str) -> HttpResponse {
         let content_type = match self {
             Dialect::Ollama => JSON_UTF8,
-            Dialect::OpenAi => JSON,
+            Dialect::OpenAi | Dialect::Anthropic => JSON,
         };
         body_response(status, content_type, self.error_body(status, message))
     }
@@ -272,6 +307,23 @@ pub(crate) fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
+/// `len` lowercase hex digits that look random (Anthropic-style ids), from [`next_id`].
+pub(crate) fn hex_id(len: usize) -> String {
+    let mut state = next_id();
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        // splitmix64: a counter in, well-spread bits out.
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        out.push_str(&format!("{z:016x}"));
+    }
+    out.truncate(len);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +342,25 @@ mod tests {
             json!({"error": {"message": "model 'x' not found", "type": "not_found_error", "param": null, "code": null}})
         );
         assert!(Dialect::OpenAi.error_body(500, "x").contains("api_error"));
+        let anthropic: Value =
+            serde_json::from_str(&Dialect::Anthropic.error_body(503, "busy")).unwrap();
+        assert_eq!(anthropic["type"], "error");
+        assert_eq!(
+            anthropic["error"],
+            json!({"type": "overloaded_error", "message": "busy"})
+        );
+        let request_id = anthropic["request_id"].as_str().unwrap();
+        assert!(request_id.starts_with("req_") && request_id.len() == 28);
+    }
+
+    #[test]
+    fn hex_ids_differ_and_have_the_asked_length() {
+        let (a, b) = (hex_id(24), hex_id(24));
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 24);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
     }
 }

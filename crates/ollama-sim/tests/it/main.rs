@@ -2,6 +2,7 @@
 // Helpers outside #[test] functions unwrap too: a failed expectation in a test is a panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod anthropic;
 mod client;
 mod endpoints;
 mod faults;
