@@ -405,6 +405,7 @@ pub(crate) async fn messages(state: web::Data<AppState>, body: web::Bytes) -> Ht
         model: translation.model,
         estimated_input: estimate,
         started: false,
+        thinking: BlockState::NotStarted,
         text_started: false,
         index: 0,
         tool_use: false,
@@ -421,6 +422,9 @@ struct Usage {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Block<'a> {
+    Thinking {
+        thinking: &'a str,
+    },
     Text {
         text: &'a str,
     },
@@ -448,8 +452,12 @@ struct Message<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Delta<'a> {
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -519,9 +527,18 @@ pub(crate) struct AnthropicEncoder {
     model: String,
     estimated_input: u64,
     started: bool,
+    thinking: BlockState,
     text_started: bool,
     index: usize,
     tool_use: bool,
+}
+
+/// Where the thinking block is: Ollama opens at most one, before the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockState {
+    NotStarted,
+    Open,
+    Closed,
 }
 
 impl AnthropicEncoder {
@@ -554,6 +571,14 @@ impl AnthropicEncoder {
         .write(out);
     }
 
+    fn close_thinking(&mut self, out: &mut Vec<u8>) {
+        if self.thinking == BlockState::Open {
+            self.thinking = BlockState::Closed;
+            Event::ContentBlockStop { index: self.index }.write(out);
+            self.index += 1;
+        }
+    }
+
     fn close_text(&mut self, out: &mut Vec<u8>) {
         if self.text_started {
             Event::ContentBlockStop { index: self.index }.write(out);
@@ -563,6 +588,7 @@ impl AnthropicEncoder {
     }
 
     fn tool_use(&mut self, out: &mut Vec<u8>, call: &ToolCall) {
+        self.close_thinking(out);
         self.close_text(out);
         let arguments = to_go_json(&call.function.arguments);
         Event::ContentBlockStart {
@@ -576,7 +602,7 @@ impl AnthropicEncoder {
         .write(out);
         Event::ContentBlockDelta {
             index: self.index,
-            delta: Delta::InputJsonDelta {
+            delta: Delta::InputJson {
                 partial_json: &arguments,
             },
         }
@@ -604,7 +630,25 @@ impl Encoder for AnthropicEncoder {
         let mut out = Vec::new();
         self.start(&mut out, 0);
         match piece {
+            Piece::Thinking(thinking) if self.thinking != BlockState::Closed => {
+                self.close_text(&mut out);
+                if self.thinking == BlockState::NotStarted {
+                    self.thinking = BlockState::Open;
+                    Event::ContentBlockStart {
+                        index: self.index,
+                        content_block: Block::Thinking { thinking: "" },
+                    }
+                    .write(&mut out);
+                }
+                Event::ContentBlockDelta {
+                    index: self.index,
+                    delta: Delta::Thinking { thinking },
+                }
+                .write(&mut out);
+            }
+            Piece::Thinking(_) => {}
             Piece::Text(text) => {
+                self.close_thinking(&mut out);
                 if !self.text_started {
                     self.text_started = true;
                     Event::ContentBlockStart {
@@ -615,7 +659,7 @@ impl Encoder for AnthropicEncoder {
                 }
                 Event::ContentBlockDelta {
                     index: self.index,
-                    delta: Delta::TextDelta { text },
+                    delta: Delta::Text { text },
                 }
                 .write(&mut out);
             }
@@ -631,7 +675,7 @@ impl Encoder for AnthropicEncoder {
     fn finish(&mut self, reply: &Reply) -> Bytes {
         let mut out = Vec::new();
         self.start(&mut out, reply.metrics.prompt_tokens());
-        if self.text_started {
+        if self.text_started || self.thinking == BlockState::Open {
             Event::ContentBlockStop { index: self.index }.write(&mut out);
         }
         Event::MessageDelta {
@@ -660,8 +704,14 @@ impl Encoder for AnthropicEncoder {
 
     fn whole(&mut self, reply: &Reply) -> (String, &'static str) {
         let text = reply.text();
+        let thinking = reply.thinking();
         let calls = reply.tool_calls();
         let mut content = Vec::new();
+        if !thinking.is_empty() {
+            content.push(Block::Thinking {
+                thinking: &thinking,
+            });
+        }
         if !text.is_empty() {
             content.push(Block::Text { text: &text });
         }

@@ -39,6 +39,24 @@ fn check_think(
     Ok(())
 }
 
+/// Whether the reply thinks first: a thinking model does unless `think` is false (Ollama turns
+/// thinking on by default for such models).
+fn thinks(model: &SimModel, think: Option<bool>) -> bool {
+    model.has(Capability::Thinking) && think != Some(false)
+}
+
+/// Thinking words, then the answer's words; `eval_count` counts them all.
+fn into_pieces(shaped: rules::ShapedReply) -> (Vec<Piece>, &'static str, u64) {
+    let eval_count = (shaped.thinking.len() + shaped.pieces.len()) as u64;
+    let pieces = shaped
+        .thinking
+        .into_iter()
+        .map(Piece::Thinking)
+        .chain(shaped.pieces.into_iter().map(Piece::Text))
+        .collect();
+    (pieces, shaped.done_reason, eval_count)
+}
+
 /// A validated chat or generate request, ready to answer.
 pub(crate) struct Prepared {
     pub(crate) reply: Reply,
@@ -173,13 +191,14 @@ pub(crate) fn prepare_chat(
                 0
             };
             let text = rules::reply_text(source, images, format == ReplyFormat::Json);
-            let shaped = rules::shape_reply(&text, options.num_predict, &options.stop);
-            let eval_count = shaped.pieces.len() as u64;
-            (
-                shaped.pieces.into_iter().map(Piece::Text).collect(),
-                shaped.done_reason,
-                eval_count,
-            )
+            let thinking = thinks(&model, request.think).then(|| rules::thinking_text(source));
+            let shaped = rules::shape_thinking_reply(
+                thinking.as_deref(),
+                &text,
+                options.num_predict,
+                &options.stop,
+            );
+            into_pieces(shaped)
         }
     };
     Ok(Prepared {
@@ -260,12 +279,20 @@ pub(crate) fn prepare_generate(state: &AppState, value: &Value) -> Result<Prepar
         0
     };
     let text = rules::reply_text(Some(&request.prompt), images, format == ReplyFormat::Json);
-    let shaped = rules::shape_reply(&text, options.num_predict, &options.stop);
-    let eval_count = shaped.pieces.len() as u64;
+    let thinking =
+        thinks(&model, request.think).then(|| rules::thinking_text(Some(&request.prompt)));
+    let shaped = rules::shape_thinking_reply(
+        thinking.as_deref(),
+        &text,
+        options.num_predict,
+        &options.stop,
+    );
+    let answer_text = shaped.pieces.concat();
+    let (pieces, done_reason, eval_count) = into_pieces(shaped);
     let context = (!request.raw).then(|| {
         rules::context_tokens(
             &request.prompt,
-            &shaped.pieces.concat(),
+            &answer_text,
             prompt_eval_count + eval_count,
         )
     });
@@ -273,8 +300,8 @@ pub(crate) fn prepare_generate(state: &AppState, value: &Value) -> Result<Prepar
         reply: Reply {
             route: Route::Generate,
             model: request.model,
-            pieces: shaped.pieces.into_iter().map(Piece::Text).collect(),
-            done_reason: shaped.done_reason,
+            pieces,
+            done_reason,
             metrics: Metrics::for_counts(prompt_eval_count, eval_count),
             context,
         },

@@ -115,6 +115,11 @@
 //!   keeps at most N words; if that cut anything, `done_reason` is `length`. 0 and negative
 //!   values mean no limit, as in Ollama (it only clamps values below 0, and its runner limits
 //!   generation only when `numPredict > 0`).
+//! * **Thinking**: a thinking model (`qwen3:0.6b` in the catalog) thinks unless `think` is
+//!   `false` (Ollama turns thinking on by default for such models): before the answer it sends
+//!   `Considering: <echoed text>` word by word as `thinking` (`message.thinking`, or `thinking`
+//!   for generate). Thinking words count in `eval_count` and against `num_predict` first;
+//!   `stop` applies to the answer only; tool calls come without thinking.
 //! * **Tools**: with `tools` (on a tools model) and a last message from the `user`, the reply is
 //!   one call to the first tool, `{"id":"call_<8 of [a-z0-9]>","function":{"index":0,"name":…,
 //!   "arguments":{…}}}`, with empty content and `done_reason` `stop`; streaming sends it in one

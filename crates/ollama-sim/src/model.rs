@@ -22,7 +22,8 @@ pub enum Capability {
     Vision,
     /// An embedding model.
     Embedding,
-    /// A thinking model; without it `think: true` is refused with 400.
+    /// A thinking model: it thinks unless `think` is false; without it `think: true` is
+    /// refused with 400.
     Thinking,
     /// Fill-in-the-middle: required when `/api/generate` carries `suffix`.
     Insert,
@@ -165,6 +166,28 @@ impl SimModel {
         }
     }
 
+    /// `qwen3:0.6b`: completion, tools and thinking, in the default catalog only.
+    pub fn qwen3_0_6b() -> Self {
+        Self {
+            name: "qwen3:0.6b".into(),
+            capabilities: vec![
+                Capability::Completion,
+                Capability::Tools,
+                Capability::Thinking,
+            ],
+            family: "qwen3".into(),
+            families: vec!["qwen3".into()],
+            parameter_size: "751.63M".into(),
+            quantization_level: "Q4_K_M".into(),
+            format: "gguf".into(),
+            size: 522_653_767,
+            digest: "514cf42a1ceb1dee40909507b7b0f29ef9e471786ec0d58304e75ae68cf34c10".into(),
+            modified_at: "2025-05-04T17:58:19.3510512-07:00".into(),
+            context_length: 40_960,
+            embedding_length: 1024,
+        }
+    }
+
     /// The three default models.
     pub fn defaults() -> Vec<Self> {
         vec![
@@ -174,11 +197,16 @@ impl SimModel {
         ]
     }
 
-    /// What `/api/pull` can fetch by default: the defaults plus `llama3.2:1b`, `gemma3:1b` and
-    /// `all-minilm`.
+    /// What `/api/pull` can fetch by default: the defaults plus `llama3.2:1b`, `gemma3:1b`,
+    /// `qwen3:0.6b` (a thinking model) and `all-minilm`.
     pub fn catalog() -> Vec<Self> {
         let mut catalog = Self::defaults();
-        catalog.extend([Self::llama3_2_1b(), Self::gemma3_1b(), Self::all_minilm()]);
+        catalog.extend([
+            Self::llama3_2_1b(),
+            Self::gemma3_1b(),
+            Self::qwen3_0_6b(),
+            Self::all_minilm(),
+        ]);
         catalog
     }
 

@@ -16,6 +16,8 @@ pub const MALFORMED_LINE: &[u8] = b"{\"model\":\n";
 struct AssistantMessage<'a> {
     role: &'static str,
     content: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thinking: &'a str,
     #[serde(skip_serializing_if = "<[ToolCall]>::is_empty")]
     tool_calls: &'a [ToolCall],
 }
@@ -38,6 +40,8 @@ struct GenerateLine<'a> {
     model: &'a str,
     created_at: String,
     response: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    thinking: &'a str,
     done: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     done_reason: Option<&'a str>,
@@ -50,6 +54,7 @@ struct GenerateLine<'a> {
 /// Everything needed for one wire object; `None` done_reason means a `done: false` line.
 struct LineParts<'a> {
     text: &'a str,
+    thinking: &'a str,
     tool_calls: &'a [ToolCall],
     done_reason: Option<&'a str>,
 }
@@ -64,6 +69,7 @@ fn render(reply: &Reply, parts: LineParts<'_>) -> String {
             message: AssistantMessage {
                 role: "assistant",
                 content: parts.text,
+                thinking: parts.thinking,
                 tool_calls: parts.tool_calls,
             },
             done_reason: parts.done_reason,
@@ -74,6 +80,7 @@ fn render(reply: &Reply, parts: LineParts<'_>) -> String {
             model: &reply.model,
             created_at: now_timestamp(),
             response: parts.text,
+            thinking: parts.thinking,
             done,
             done_reason: parts.done_reason,
             context: if done { reply.context.as_deref() } else { None },
@@ -84,13 +91,21 @@ fn render(reply: &Reply, parts: LineParts<'_>) -> String {
 
 fn piece_line(reply: &Reply, piece: &Piece) -> Bytes {
     let parts = match piece {
+        Piece::Thinking(thinking) => LineParts {
+            text: "",
+            thinking,
+            tool_calls: &[],
+            done_reason: None,
+        },
         Piece::Text(text) => LineParts {
             text,
+            thinking: "",
             tool_calls: &[],
             done_reason: None,
         },
         Piece::ToolCalls(calls) => LineParts {
             text: "",
+            thinking: "",
             tool_calls: calls,
             done_reason: None,
         },
@@ -103,6 +118,7 @@ fn final_line(reply: &Reply) -> Bytes {
         reply,
         LineParts {
             text: "",
+            thinking: "",
             tool_calls: &[],
             done_reason: Some(reply.done_reason),
         },
@@ -115,6 +131,7 @@ fn whole(reply: &Reply) -> String {
         reply,
         LineParts {
             text: &reply.text(),
+            thinking: &reply.thinking(),
             tool_calls: &reply.tool_calls(),
             done_reason: Some(reply.done_reason),
         },

@@ -402,6 +402,8 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reasoning: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OpenAiToolCall>,
 }
@@ -423,6 +425,14 @@ struct ChatChunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Usage>,
+}
+
+/// What one native line carries.
+#[derive(Default)]
+struct LineContent<'a> {
+    text: &'a str,
+    reasoning: &'a str,
+    calls: &'a [ToolCall],
 }
 
 /// `/v1/chat/completions` answers (Ollama ≥ v0.32.6: role only in the first chunk, an empty
@@ -449,18 +459,21 @@ impl ChatEncoder {
         }
     }
 
-    fn content_event(&mut self, out: &mut Vec<u8>, model: &str, text: &str, calls: &[ToolCall]) {
+    /// One chunk for one native line: its text (always present, `""` included), reasoning
+    /// and tool calls; the first chunk also carries the role.
+    fn content_event(&mut self, out: &mut Vec<u8>, model: &str, line: LineContent<'_>) {
         let role = (!self.first_sent).then_some("assistant");
         self.first_sent = true;
-        self.tool_call_sent |= !calls.is_empty();
+        self.tool_call_sent |= !line.calls.is_empty();
         let chunk = self.chunk(
             model,
             vec![ChunkChoice {
                 index: 0,
                 delta: Delta {
                     role,
-                    content: Some(text),
-                    tool_calls: openai_tool_calls(calls),
+                    content: Some(line.text),
+                    reasoning: line.reasoning,
+                    tool_calls: openai_tool_calls(line.calls),
                 },
                 finish_reason: None,
             }],
@@ -480,10 +493,21 @@ impl Encoder for ChatEncoder {
 
     fn piece(&mut self, reply: &Reply, piece: &Piece) -> Bytes {
         let mut out = Vec::new();
-        match piece {
-            Piece::Text(text) => self.content_event(&mut out, &reply.model, text, &[]),
-            Piece::ToolCalls(calls) => self.content_event(&mut out, &reply.model, "", calls),
-        }
+        let line = match piece {
+            Piece::Thinking(reasoning) => LineContent {
+                reasoning,
+                ..LineContent::default()
+            },
+            Piece::Text(text) => LineContent {
+                text,
+                ..LineContent::default()
+            },
+            Piece::ToolCalls(calls) => LineContent {
+                calls,
+                ..LineContent::default()
+            },
+        };
+        self.content_event(&mut out, &reply.model, line);
         Bytes::from(out)
     }
 
@@ -492,7 +516,7 @@ impl Encoder for ChatEncoder {
         // The native done line is an empty trailer: it only opens the stream when nothing came
         // before it.
         if !self.first_sent {
-            self.content_event(&mut out, &reply.model, "", &[]);
+            self.content_event(&mut out, &reply.model, LineContent::default());
         }
         let reason = match reply.done_reason {
             "stop" if self.tool_call_sent => "tool_calls",
@@ -521,7 +545,7 @@ impl Encoder for ChatEncoder {
         // Ollama's writer decodes `{"error": …}` as an empty response: one empty chunk with no
         // model, and the stream ends without a finish chunk or `[DONE]`.
         let mut out = Vec::new();
-        self.content_event(&mut out, "", "", &[]);
+        self.content_event(&mut out, "", LineContent::default());
         Some(Bytes::from(out))
     }
 
@@ -537,6 +561,7 @@ impl Encoder for ChatEncoder {
             other => Some(other),
         };
         let text = reply.text();
+        let reasoning = reply.thinking();
         let completion = ChatCompletion {
             id: &self.id,
             object: "chat.completion",
@@ -548,6 +573,7 @@ impl Encoder for ChatEncoder {
                 message: AssistantMessage {
                     role: "assistant",
                     content: &text,
+                    reasoning: &reasoning,
                     tool_calls: openai_tool_calls(&calls),
                 },
                 finish_reason: reason,
@@ -569,6 +595,8 @@ fn encoded<T: Serialize>(value: &T) -> String {
 struct AssistantMessage<'a> {
     role: &'static str,
     content: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reasoning: &'a str,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<OpenAiToolCall>,
 }
@@ -725,9 +753,10 @@ impl Encoder for CompletionEncoder {
 
     fn piece(&mut self, reply: &Reply, piece: &Piece) -> Bytes {
         let mut out = Vec::new();
+        // Ollama's completion chunks carry only `response`, so thinking lines come out empty.
         let text = match piece {
             Piece::Text(text) => text.as_str(),
-            Piece::ToolCalls(_) => "",
+            Piece::Thinking(_) | Piece::ToolCalls(_) => "",
         };
         self.chunk(&mut out, &reply.model, text, None);
         Bytes::from(out)

@@ -373,6 +373,7 @@ pub(crate) async fn responses(state: web::Data<AppState>, body: web::Bytes) -> H
         content_started: false,
         tool_calls_sent: false,
         text: String::new(),
+        reasoning: None,
         output_index: 0,
         completed: Vec::new(),
     };
@@ -390,6 +391,11 @@ fn usage(reply: &Reply) -> Value {
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": input + output,
     })
+}
+
+fn reasoning_item(id: &str, text: &str) -> Value {
+    json!({"encrypted_content": text, "id": id,
+           "summary": [{"text": text, "type": "summary_text"}], "type": "reasoning"})
 }
 
 fn output_text(text: &str) -> Value {
@@ -413,6 +419,8 @@ pub(crate) struct ResponsesEncoder {
     content_started: bool,
     tool_calls_sent: bool,
     text: String,
+    /// The open reasoning item: its id and the thinking so far.
+    reasoning: Option<(String, String)>,
     output_index: usize,
     completed: Vec<Value>,
 }
@@ -475,6 +483,45 @@ impl ResponsesEncoder {
         }
     }
 
+    fn think(&mut self, out: &mut Vec<u8>, thinking: &str) {
+        let index = self.output_index;
+        if self.reasoning.is_none() {
+            let id = format!("rs_{}", next_id() % 999_999);
+            let item = json!({"id": id, "summary": [], "type": "reasoning"});
+            self.event(
+                out,
+                "response.output_item.added",
+                json!({"item": item, "output_index": index}),
+            );
+            self.reasoning = Some((id, String::new()));
+        }
+        let Some((id, text)) = self.reasoning.as_mut() else {
+            return;
+        };
+        text.push_str(thinking);
+        let delta = json!({"delta": thinking, "item_id": id, "output_index": index,
+                           "summary_index": 0});
+        self.event(out, "response.reasoning_summary_text.delta", delta);
+    }
+
+    /// Closes the reasoning item, if one is open, before anything else is output.
+    fn finish_reasoning(&mut self, out: &mut Vec<u8>) {
+        let Some((id, text)) = self.reasoning.take() else {
+            return;
+        };
+        let index = self.output_index;
+        let done = json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text});
+        self.event(out, "response.reasoning_summary_text.done", done);
+        let item = reasoning_item(&id, &text);
+        self.completed.push(item.clone());
+        self.event(
+            out,
+            "response.output_item.done",
+            json!({"item": item, "output_index": index}),
+        );
+        self.output_index += 1;
+    }
+
     fn message_item(&self, status: &str, content: Vec<Value>) -> Value {
         json!({"content": content, "id": self.item_id, "role": "assistant", "status": status,
                "type": "message"})
@@ -497,7 +544,11 @@ impl Encoder for ResponsesEncoder {
     fn piece(&mut self, _reply: &Reply, piece: &Piece) -> Bytes {
         let mut out = Vec::new();
         self.start(&mut out);
+        if !matches!(piece, Piece::Thinking(_)) {
+            self.finish_reasoning(&mut out);
+        }
         match piece {
+            Piece::Thinking(thinking) => self.think(&mut out, thinking),
             Piece::Text(text) if !self.tool_calls_sent => {
                 let index = self.output_index;
                 if !self.content_started {
@@ -557,6 +608,7 @@ impl Encoder for ResponsesEncoder {
     fn finish(&mut self, reply: &Reply) -> Bytes {
         let mut out = Vec::new();
         self.start(&mut out);
+        self.finish_reasoning(&mut out);
         let mut output = self.completed.clone();
         if self.content_started {
             let index = self.output_index;
@@ -599,23 +651,27 @@ impl Encoder for ResponsesEncoder {
 
     fn whole(&mut self, reply: &Reply) -> (String, &'static str) {
         let calls = reply.tool_calls();
-        let output: Vec<Value> = if calls.is_empty() {
-            vec![self.message_item("completed", vec![output_text(&reply.text())])]
+        let thinking = reply.thinking();
+        let mut output = Vec::new();
+        if !thinking.is_empty() {
+            output.push(reasoning_item(
+                &format!("rs_{}", self.response_id),
+                &thinking,
+            ));
+        }
+        if calls.is_empty() {
+            output.push(self.message_item("completed", vec![output_text(&reply.text())]));
         } else {
-            calls
-                .iter()
-                .enumerate()
-                .map(|(index, call)| {
-                    let id = format!("fc_{}_{index}", self.response_id);
-                    function_call_item(
-                        &id,
-                        "completed",
-                        call,
-                        &to_go_json(&call.function.arguments),
-                    )
-                })
-                .collect()
-        };
+            output.extend(calls.iter().enumerate().map(|(index, call)| {
+                let id = format!("fc_{}_{index}", self.response_id);
+                function_call_item(
+                    &id,
+                    "completed",
+                    call,
+                    &to_go_json(&call.function.arguments),
+                )
+            }));
+        }
         let mut response = self.response_object("completed", output, usage(reply));
         response["completed_at"] = json!(now_unix());
         let mut body = to_go_json(&response);

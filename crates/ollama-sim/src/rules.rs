@@ -129,19 +129,71 @@ pub(crate) fn reply_text(source: Option<&str>, images: usize, json_format: bool)
     }
 }
 
-/// A text reply cut into streamed pieces, with why it ended.
+/// What a thinking model thinks before it answers: `Considering: <echoed text>` (whitespace
+/// collapsed), or `Considering: nothing` when there is nothing to echo.
+pub(crate) fn thinking_text(source: Option<&str>) -> String {
+    match source {
+        Some(text) => format!(
+            "Considering: {}",
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        ),
+        None => "Considering: nothing".to_owned(),
+    }
+}
+
+/// A reply cut into streamed pieces, with why it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ShapedReply {
+    /// Thinking words (a thinking model's), streamed before the answer, same spacing.
+    pub thinking: Vec<String>,
     /// The first word, then every further word with one leading space.
     pub pieces: Vec<String>,
     /// `stop`, or `length` when `num_predict` cut it.
     pub done_reason: &'static str,
 }
 
-/// Applies `stop` (cut before the earliest match, trailing whitespace dropped) and then
-/// `num_predict`: N > 0 keeps at most N words (cutting sets `length`); 0 and negative values
-/// mean no limit, as in Ollama, which only clamps values below 0 and whose runner limits
-/// generation only when `numPredict > 0`.
+/// Splits into words, the first bare and every later one with one leading space.
+fn spaced(words: &[&str]) -> Vec<String> {
+    words
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            if i == 0 {
+                (*word).to_owned()
+            } else {
+                format!(" {word}")
+            }
+        })
+        .collect()
+}
+
+/// Applies `stop` to the answer (cut before the earliest match, trailing whitespace dropped) and
+/// then `num_predict` to thinking and answer together: N > 0 keeps at most N words, thinking
+/// first (cutting sets `length`); 0 and negative values mean no limit, as in Ollama, which only
+/// clamps values below 0 and whose runner limits generation only when `numPredict > 0`.
+pub(crate) fn shape_thinking_reply(
+    thinking: Option<&str>,
+    full: &str,
+    num_predict: Option<i64>,
+    stop: &[String],
+) -> ShapedReply {
+    let mut shaped = shape_reply(full, None, stop);
+    let mut thinking_words: Vec<&str> =
+        thinking.map_or_else(Vec::new, |t| t.split_whitespace().collect());
+    if let Some(limit) = num_predict
+        .filter(|n| *n > 0)
+        .and_then(|n| usize::try_from(n).ok())
+        && thinking_words.len() + shaped.pieces.len() > limit
+    {
+        thinking_words.truncate(limit);
+        shaped.pieces.truncate(limit - thinking_words.len());
+        shaped.done_reason = "length";
+    }
+    shaped.thinking = spaced(&thinking_words);
+    shaped
+}
+
+/// [`shape_thinking_reply`] without thinking.
 pub(crate) fn shape_reply(full: &str, num_predict: Option<i64>, stop: &[String]) -> ShapedReply {
     let normalized = full.split_whitespace().collect::<Vec<_>>().join(" ");
     let cut = stop
@@ -160,19 +212,9 @@ pub(crate) fn shape_reply(full: &str, num_predict: Option<i64>, stop: &[String])
         words.truncate(limit);
         done_reason = "length";
     }
-    let pieces = words
-        .iter()
-        .enumerate()
-        .map(|(i, word)| {
-            if i == 0 {
-                (*word).to_owned()
-            } else {
-                format!(" {word}")
-            }
-        })
-        .collect();
     ShapedReply {
-        pieces,
+        thinking: Vec::new(),
+        pieces: spaced(&words),
         done_reason,
     }
 }
@@ -374,6 +416,23 @@ mod tests {
         assert_eq!(mid_word.pieces.concat(), "Echo: he");
         let unlimited = shape_reply("Echo: a", Some(0), &[]);
         assert_eq!((unlimited.pieces.len(), unlimited.done_reason), (2, "stop"));
+    }
+
+    #[test]
+    fn thinking_comes_first_and_counts_against_num_predict() {
+        let thinking = thinking_text(Some("a  b"));
+        assert_eq!(thinking, "Considering: a b");
+        let whole = shape_thinking_reply(Some(&thinking), "Echo: a b", None, &[]);
+        assert_eq!(whole.thinking, vec!["Considering:", " a", " b"]);
+        assert_eq!(whole.pieces.len(), 3);
+        let capped = shape_thinking_reply(Some(&thinking), "Echo: a b", Some(4), &[]);
+        assert_eq!((capped.thinking.len(), capped.pieces.len()), (3, 1));
+        assert_eq!(capped.done_reason, "length");
+        let thought_only = shape_thinking_reply(Some(&thinking), "Echo: a b", Some(2), &[]);
+        assert_eq!(
+            (thought_only.thinking.len(), thought_only.pieces.len()),
+            (2, 0)
+        );
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub(crate) enum Route {
 /// One streamed unit of output.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Piece {
+    /// A word of a thinking model's thinking (before the answer).
+    Thinking(String),
     Text(String),
     ToolCalls(Vec<ToolCall>),
 }
@@ -109,7 +111,18 @@ impl Reply {
             .iter()
             .filter_map(|piece| match piece {
                 Piece::Text(text) => Some(text.as_str()),
-                Piece::ToolCalls(_) => None,
+                Piece::Thinking(_) | Piece::ToolCalls(_) => None,
+            })
+            .collect()
+    }
+
+    /// Every thinking piece joined.
+    pub(crate) fn thinking(&self) -> String {
+        self.pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Thinking(text) => Some(text.as_str()),
+                Piece::Text(_) | Piece::ToolCalls(_) => None,
             })
             .collect()
     }
@@ -119,7 +132,7 @@ impl Reply {
         self.pieces
             .iter()
             .flat_map(|piece| match piece {
-                Piece::Text(_) => &[][..],
+                Piece::Thinking(_) | Piece::Text(_) => &[][..],
                 Piece::ToolCalls(calls) => calls.as_slice(),
             })
             .cloned()

@@ -12,3 +12,4 @@ mod instances;
 mod management;
 mod openai;
 mod responses;
+mod thinking;
