@@ -37,9 +37,11 @@
 //! method answers 405 `405 method not allowed`. Control routes (not counted in the stats):
 //! `GET`/`POST /sim/control`, `GET /sim/stats`, `GET /sim/requests[?endpoint=chat]`.
 //!
-//! Streams are `application/x-ndjson`, chunked, one JSON object per line ending in `\n`.
-//! Non-streaming answers and errors are `application/json; charset=utf-8`, errors shaped
-//! `{"error":"…"}`. JSON is written like Go's `json.Marshal` (`<`, `>`, `&` escaped as
+//! Native streams are `application/x-ndjson`, chunked, one JSON object per line ending in `\n`;
+//! the compatibility routes stream `text/event-stream`. Native non-streaming answers and errors
+//! are `application/json; charset=utf-8`, errors shaped `{"error":"…"}`; the compatibility
+//! routes answer `application/json` in their own error shapes, as Ollama's writers re-encode
+//! them. JSON is written like Go's `json.Marshal` (`<`, `>`, `&` escaped as
 //! `\u003c`…), `created_at` is the current UTC time in RFC 3339 with nanoseconds (trailing zeros
 //! trimmed, as Go does), metrics are integer nanoseconds and, as in Ollama, **omitted when
 //! zero** (`eval_count` is absent when nothing was generated). `stream` defaults to true. The
@@ -61,8 +63,7 @@
 //! loaded models, longest remaining keep-alive first, with `context_length` = `num_ctx` (default
 //! [`SimConfig::default_num_ctx`]) capped by the model's. Expiry runs on the simulator's clock,
 //! which [`SimControl::advance_clock`] moves forward. [`SimControl`] also changes the installed
-//! and loaded sets at run time ([`SimControl::set_models`], [`SimControl::set_loaded`]). A
-//! name
+//! and loaded sets at run time ([`SimControl::set_models`], [`SimControl::set_loaded`]). A name
 //! resolves like Ollama's: `llama3.2`, `llama3.2:latest`, `library/llama3.2` and
 //! `registry.ollama.ai/library/llama3.2:latest` are the same model, case-insensitively.
 //!
