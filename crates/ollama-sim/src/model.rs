@@ -188,6 +188,29 @@ impl SimModel {
         }
     }
 
+    /// `qwen2.5-coder:0.5b`: completion, tools and insert (`suffix`), in the default catalog
+    /// only.
+    pub fn qwen2_5_coder_0_5b() -> Self {
+        Self {
+            name: "qwen2.5-coder:0.5b".into(),
+            capabilities: vec![
+                Capability::Completion,
+                Capability::Tools,
+                Capability::Insert,
+            ],
+            family: "qwen2".into(),
+            families: vec!["qwen2".into()],
+            parameter_size: "494.03M".into(),
+            quantization_level: "Q4_K_M".into(),
+            format: "gguf".into(),
+            size: 397_821_319,
+            digest: "4e80b584cece775d8b97ff5e5761f908895c6ad48b74b68655b1651a074e6ada".into(),
+            modified_at: "2025-05-04T18:01:47.7720516-07:00".into(),
+            context_length: 32_768,
+            embedding_length: 896,
+        }
+    }
+
     /// The three default models.
     pub fn defaults() -> Vec<Self> {
         vec![
@@ -198,13 +221,15 @@ impl SimModel {
     }
 
     /// What `/api/pull` can fetch by default: the defaults plus `llama3.2:1b`, `gemma3:1b`,
-    /// `qwen3:0.6b` (a thinking model) and `all-minilm`.
+    /// `qwen3:0.6b` (a thinking model), `qwen2.5-coder:0.5b` (fill-in-the-middle) and
+    /// `all-minilm`.
     pub fn catalog() -> Vec<Self> {
         let mut catalog = Self::defaults();
         catalog.extend([
             Self::llama3_2_1b(),
             Self::gemma3_1b(),
             Self::qwen3_0_6b(),
+            Self::qwen2_5_coder_0_5b(),
             Self::all_minilm(),
         ]);
         catalog

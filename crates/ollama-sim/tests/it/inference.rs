@@ -282,3 +282,68 @@ async fn awc_reads_the_stream_line_by_line() {
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[3]["done"], true);
 }
+
+/// Every request field Ollama's `ChatRequest` and `GenerateRequest` take is accepted in the
+/// shapes Ollama takes it.
+#[actix_rt::test]
+async fn every_field_ollama_takes_is_accepted() {
+    let mut config = aiproxy_ollama_sim::SimConfig::default();
+    config
+        .select_models(&["llama3.2", "moondream", "qwen2.5-coder:0.5b"])
+        .unwrap();
+    let sim = crate::client::start_with(config).await;
+    let options = json!({"temperature": 0.2, "top_k": 40, "top_p": 0.9, "min_p": 0.05,
+        "num_ctx": 8192, "seed": 7, "repeat_penalty": 1.1, "stop": ["\n\n"], "num_predict": 64,
+        "num_gpu": 1, "use_mmap": true, "unknown_option": "ignored"});
+    let chat = json!({"model": "moondream", "stream": false, "keep_alive": "1m", "think": false,
+    "truncate": true, "shift": false, "logprobs": true, "top_logprobs": 2, "options": options,
+    "format": {"type": "object", "properties": {"echo": {"type": "string"}}},
+    "messages": [
+        {"role": "system", "content": "Describe images."},
+        {"role": "user", "content": "What is this?", "images": ["iVBORw0KGgo="]}
+    ]});
+    let answer = post(&sim, "/api/chat", &chat).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json()["message"]["content"],
+        "{\"echo\":\"What is this?\"}"
+    );
+
+    let history = json!({"model": "llama3.2", "stream": false, "keep_alive": 300,
+    "tools": weather_tool(),
+    "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": "", "thinking": "", "tool_calls": [
+            {"id": "call_1", "function": {"index": 0, "name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+        {"role": "tool", "content": "12 degrees", "tool_name": "get_weather", "tool_call_id": "call_1"}
+    ]});
+    let answer = post(&sim, "/api/chat", &history).await.json();
+    assert_eq!(answer["message"]["content"], "Echo: 12 degrees");
+
+    let fill = json!({"model": "qwen2.5-coder:0.5b", "stream": false, "prompt": "def add(a, b):",
+        "suffix": "return result", "system": "Complete code.", "context": [1, 2, 3],
+        "format": "json", "options": {"num_predict": 32}, "keep_alive": "0s", "think": false});
+    let answer = post(&sim, "/api/generate", &fill).await;
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(
+        answer.json()["prompt_eval_count"],
+        (1 + 3) + (1 + 2) + 3,
+        "prompt, system, context"
+    );
+    assert!(
+        sim.control()
+            .loaded_models()
+            .iter()
+            .all(|m| m.name != "qwen2.5-coder:0.5b"),
+        "keep_alive 0 unloads after the answer"
+    );
+
+    let raw = json!({"model": "moondream", "prompt": "[INST] hi [/INST]", "raw": true,
+        "images": ["AAAA"], "stream": false});
+    let answer = post(&sim, "/api/generate", &raw).await.json();
+    assert_eq!(
+        answer["response"],
+        "I see 1 image(s). Echo: [INST] hi [/INST]"
+    );
+    assert!(answer.get("context").is_none());
+}
