@@ -104,9 +104,12 @@ pub(crate) async fn answer<E: Encoder>(
             // its own stream events when streaming was asked for.
             if stream && encoder.dialect() != Dialect::Ollama {
                 let events = encoder.finish(&reply);
-                HttpResponse::Ok()
-                    .content_type(encoder.stream_content_type())
-                    .body(events)
+                let mut response = HttpResponse::Ok();
+                response.content_type(encoder.stream_content_type());
+                if encoder.stream_no_cache() {
+                    response.insert_header((actix_web::http::header::CACHE_CONTROL, "no-cache"));
+                }
+                response.body(events)
             } else {
                 let (body, content_type) = encoder.whole(&reply);
                 body_response(200, content_type, body)
