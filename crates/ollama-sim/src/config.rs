@@ -12,7 +12,8 @@ use crate::settings::SimSettings;
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// The instance's name, sent as the `x-sim-instance` header of every response and shown in
-    /// `/sim/stats`, so a test can tell which of several instances answered.
+    /// `/sim/stats`, so a test can tell which of several instances answered. Empty (the
+    /// default): no such header, so the answers carry exactly Ollama's headers.
     pub name: String,
     /// Installed models, in the order `/api/tags` lists them.
     pub models: Vec<SimModel>,
@@ -40,12 +41,12 @@ pub struct SimConfig {
 }
 
 impl Default for SimConfig {
-    /// Name `ollama-sim`; the three default models installed and none loaded; the catalog of
+    /// No name; the three default models installed and none loaded; the catalog of
     /// [`SimModel::catalog`]; keep-alive 5 minutes; `num_ctx` 4096; version `0.33.0`; one
     /// worker; a 64-entry request log; 64 MiB bodies.
     fn default() -> Self {
         Self {
-            name: "ollama-sim".into(),
+            name: String::new(),
             models: SimModel::defaults(),
             loaded: Vec::new(),
             catalog: SimModel::catalog(),

@@ -49,8 +49,9 @@
 //!
 //! # Instances, models and names
 //!
-//! Each instance has a name ([`SimConfig::name`]), sent as the `x-sim-instance` header of every
-//! response and shown in `/sim/stats`, so tests with several instances see which one answered.
+//! An instance can have a name ([`SimConfig::name`]), sent as the `x-sim-instance` header of
+//! every response and shown in `/sim/stats`, so tests with several instances see which one
+//! answered (an unnamed instance sends exactly Ollama's headers).
 //! [`SimConfig::default`] installs `llama3.2:latest` (completion, tools), `moondream:latest`
 //! (completion, vision) and `nomic-embed-text:latest` (embedding, 768 dimensions); another set
 //! can be chosen from [`SimConfig::catalog`] with [`SimConfig::select_models`]. A model outside
@@ -159,7 +160,7 @@
 //!  "error_after_tokens": null, "close_after_tokens": null, "malformed_after_tokens": null,
 //!  "stall_after_tokens": null, "hang": false, "faults_for_next": null, "unresponsive": false,
 //!  "models": ["llama3.2:latest", "moondream:latest", "nomic-embed-text:latest"],
-//!  "loaded": [], "instance": "ollama-sim"}
+//!  "loaded": [], "instance": ""}
 //! ```
 //!
 //! `reset: true` first puts every setting back to default (the model state stays);

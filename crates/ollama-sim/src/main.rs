@@ -13,6 +13,7 @@ usage: ollama-sim [options]
 
   --listen ADDR                 address to serve on (default 127.0.0.1:11434)
   --name NAME                   instance name, sent as the x-sim-instance header
+                                (default: none, no such header)
   --models A,B,...              installed models (from the catalog; default
                                 llama3.2,moondream,nomic-embed-text)
   --loaded A,B,...              installed models already loaded at start

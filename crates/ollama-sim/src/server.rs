@@ -18,7 +18,8 @@ use crate::state::AppState;
 use crate::wire::{Dialect, json_response};
 use crate::{anthropic, management, openai, responses};
 
-/// The response header naming the instance that answered ([`SimConfig::name`]).
+/// The response header naming the instance that answered ([`SimConfig::name`]), sent on every
+/// response of a named instance.
 pub const INSTANCE_HEADER: &str = "x-sim-instance";
 
 /// A running simulator, serving on a real TCP port.
@@ -50,7 +51,9 @@ impl OllamaSim {
         let addr = listener.local_addr()?;
         let workers = config.workers.max(1);
         let max_body_bytes = config.max_body_bytes;
-        let instance = config.name.clone();
+        // An unnamed instance sends exactly Ollama's headers (benchmarks and the instruction
+        // gate measure the proxy parsing them); a named one says who answered.
+        let instance_header = (!config.name.is_empty()).then(|| config.name.clone());
         let state = web::Data::new(AppState {
             control: control.clone(),
             version: config.version,
@@ -70,7 +73,10 @@ impl OllamaSim {
                         Either::Right(service.call(request))
                     }
                 })
-                .wrap(DefaultHeaders::new().add((INSTANCE_HEADER, instance.clone())))
+                .wrap(match &instance_header {
+                    Some(name) => DefaultHeaders::new().add((INSTANCE_HEADER, name.clone())),
+                    None => DefaultHeaders::new(),
+                })
         })
         .workers(workers)
         .disable_signals()

@@ -63,6 +63,12 @@ async fn instances_serve_their_own_models_and_say_who_answered() {
     }
     assert_eq!(get(&east, "/sim/stats").await.json()["instance"], "east");
     assert_eq!(west.control().stats().instance, "west");
+
+    // An unnamed instance sends exactly Ollama's headers.
+    let plain = start().await;
+    assert_eq!(plain.name(), "");
+    let answered = post(&plain, "/api/chat", &chat("llama3.2")).await;
+    assert_eq!(answered.header(INSTANCE_HEADER), None);
 }
 
 #[actix_rt::test]
