@@ -1,267 +1,132 @@
-//! The admin command line: the same user tasks as `/admin/*`, on the same database, without
-//! the HTTP server. Handy for first-time setup and scripts.
+//! The command line: `proxy-server` with no command (or `serve`) runs the server; the other
+//! commands administer the same database without it. Each command is a variant of [`Command`]
+//! with its own arguments and its own module; `--help` works on every one.
 //!
 //! ```text
+//! proxy-server [serve]
 //! proxy-server users create NAME [--display-name TEXT] [--note TEXT] [--allowed-models a,b]
 //!     [--api-key KEY] [--unlimited]
-//! proxy-server users list
-//! proxy-server users show NAME
-//! proxy-server users rotate-key NAME
-//! proxy-server users delete NAME
+//! proxy-server users list | show NAME | rotate-key NAME | delete NAME
 //! proxy-server users set-limits NAME [--requests-per-minute N] [--requests-per-day N]
 //!     [--tokens-per-minute N] [--tokens-per-day N] [--total-token-limit N]
 //!     [--max-concurrent-requests N]          (N may be `unlimited`)
 //! ```
-//!
-//! Changes made here while a server runs on the same database reach that server's key cache
-//! only after its restart; prefer the HTTP API then.
 
 use std::process::ExitCode;
 
-use aiproxy_domain::{
-    ApiKey, LimitsPatch, NewUser, Page, RateLimits, StoreError, UnixMillis, User, UserId, UserStore,
-};
-use aiproxy_storage::{SqliteStore, StoreOptions};
+use clap::{Parser, Subcommand};
 
-use crate::Settings;
+pub mod users;
 
-const USAGE: &str =
-    "usage: proxy-server users <create|list|show|rotate-key|delete|set-limits> [NAME] [options]
-  create NAME [--display-name TEXT] [--note TEXT] [--allowed-models a,b]
-         [--api-key KEY (import an existing key)] [--unlimited (no limits at all)]
-  list
-  show NAME
-  rotate-key NAME
-  delete NAME
-  set-limits NAME [--requests-per-minute N] [--requests-per-day N] [--tokens-per-minute N]
-                  [--tokens-per-day N] [--total-token-limit N] [--max-concurrent-requests N]
-                  (N may be `unlimited`)
-With no arguments, proxy-server runs the server.";
+/// The exit status for a command line that does not parse (`EX_USAGE`).
+pub const EXIT_USAGE: u8 = 64;
 
-/// Runs one admin command and returns the process exit code.
-pub fn run(args: &[String], settings: &Settings) -> ExitCode {
-    match execute(args, settings) {
-        Ok(output) => {
-            println!("{output}");
-            ExitCode::SUCCESS
-        }
-        Err(CliError::Usage(message)) => {
-            eprintln!("proxy-server: {message}\n{USAGE}");
-            ExitCode::from(64) // EX_USAGE
-        }
-        Err(CliError::Failed(message)) => {
-            eprintln!("proxy-server: {message}");
-            ExitCode::FAILURE
-        }
-    }
+/// The whole command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy-server",
+    version,
+    about = "An OpenAI-compatible usage proxy for Ollama: runs the server, or administers its users.",
+    long_about = "An OpenAI-compatible usage proxy for Ollama.\n\nWith no command it runs the \
+                  server, configured by environment variables or a `.env` file in the working \
+                  directory (OLLAMA_BASE_URL, ADMIN_API_KEY, HOST, PORT, DATABASE_PATH, …; the \
+                  README lists them all).",
+    args_override_self = true
+)]
+pub struct Cli {
+    /// What to do; none runs the server.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 }
 
-enum CliError {
-    Usage(String),
-    Failed(String),
+/// One command of the command line.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server (the same as no command); configured by the environment.
+    Serve,
+    /// Manage users and their keys and limits on the server's database, without the server.
+    ///
+    /// Safe beside a running server on the same database. That server's key cache learns of
+    /// changes made here only after its restart; prefer the HTTP API while it runs.
+    Users(users::UsersArgs),
 }
 
-impl From<StoreError> for CliError {
-    fn from(err: StoreError) -> Self {
-        CliError::Failed(err.to_string())
-    }
+/// What the command line asks for, or the exit status to end with at once (after `--help`,
+/// `--version`, or a usage error, each already printed).
+pub fn parse() -> Result<Command, ExitCode> {
+    parse_from(std::env::args_os())
 }
 
-fn execute(args: &[String], settings: &Settings) -> Result<String, CliError> {
-    let (group, rest) = args
-        .split_first()
-        .ok_or_else(|| CliError::Usage("no command".into()))?;
-    if group == "--help" || group == "-h" || group == "help" {
-        return Ok(USAGE.into());
-    }
-    if group != "users" {
-        return Err(CliError::Usage(format!("unknown command `{group}`")));
-    }
-    let (command, rest) = rest
-        .split_first()
-        .ok_or_else(|| CliError::Usage("missing a users command".into()))?;
-    // Beside a running server: users can be managed, usage is the server's to record.
-    let options = StoreOptions {
-        share_usage_journal: true,
-        ..StoreOptions::default()
-    };
-    let store = SqliteStore::open(&settings.database_path, options)
-        .map_err(|e| CliError::Failed(e.to_string()))?;
-    let result = match command.as_str() {
-        "create" => create(&store, rest),
-        "list" => list(&store),
-        "show" => {
-            let id = user_id(rest)?;
-            Ok(describe(&store.get_user(&id)?))
-        }
-        "rotate-key" => rotate(&store, rest),
-        "delete" => {
-            let id = user_id(rest)?;
-            store.delete_user(&id)?;
-            Ok(format!("deleted {id}"))
-        }
-        "set-limits" => set_limits(&store, rest),
-        other => Err(CliError::Usage(format!("unknown users command `{other}`"))),
-    };
-    store.close();
-    result
-}
-
-fn user_id(rest: &[String]) -> Result<UserId, CliError> {
-    let raw = rest
-        .first()
-        .ok_or_else(|| CliError::Usage("missing the user's NAME".into()))?;
-    UserId::parse(raw).map_err(|e| CliError::Usage(e.to_string()))
-}
-
-/// `--flag value` pairs after the name.
-fn options(rest: &[String]) -> Result<Vec<(&str, &str)>, CliError> {
-    let mut pairs = Vec::new();
-    let mut iter = rest.iter().skip(1);
-    while let Some(flag) = iter.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| CliError::Usage(format!("unexpected argument `{flag}`")))?;
-        let value = iter
-            .next()
-            .ok_or_else(|| CliError::Usage(format!("--{name} needs a value")))?;
-        pairs.push((name, value.as_str()));
-    }
-    Ok(pairs)
-}
-
-fn create(store: &SqliteStore, rest: &[String]) -> Result<String, CliError> {
-    let id = user_id(rest)?;
-    let mut key = ApiKey::generate();
-    let mut new = NewUser {
-        id,
-        display_name: None,
-        note: None,
-        key_hash: key.hash(),
-        key_prefix: key.prefix(),
-        key_expires_at: None,
-        allowed_models: None,
-        limits: RateLimits::default(),
-        created_at: UnixMillis::now(),
-    };
-    // `--unlimited` is a flag without a value; take it out before pairing the options.
-    let unlimited = rest.iter().any(|a| a == "--unlimited");
-    let rest: Vec<String> = rest
-        .iter()
-        .filter(|a| *a != "--unlimited")
-        .cloned()
-        .collect();
-    if unlimited {
-        new.limits = RateLimits::unlimited();
-    }
-    for (name, value) in options(&rest)? {
-        match name {
-            "display-name" => new.display_name = Some(value.to_owned()),
-            "note" => new.note = Some(value.to_owned()),
-            "allowed-models" => {
-                new.allowed_models = Some(value.split(',').map(|m| m.trim().to_owned()).collect())
-            }
-            "api-key" => {
-                key = ApiKey::parse_imported(value).map_err(|e| CliError::Usage(e.to_string()))?;
-                new.key_hash = key.hash();
-                new.key_prefix = key.prefix();
-            }
-            other => return Err(CliError::Usage(format!("unknown option --{other}"))),
+/// [`parse`] over given arguments, the program name first.
+pub fn parse_from<I, T>(args: I) -> Result<Command, ExitCode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli.command.unwrap_or(Command::Serve)),
+        Err(err) => {
+            // Help and version go to stdout with status 0; mistakes to stderr.
+            let _ = err.print();
+            Err(if err.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
     }
-    let user = store.create_user(new)?;
-    Ok(format!(
-        "{}\napi_key: {}\n(the key is shown only now; it is stored hashed)",
-        describe(&user),
-        key.expose()
-    ))
 }
 
-fn list(store: &SqliteStore) -> Result<String, CliError> {
-    let mut lines = Vec::new();
-    let mut offset = 0;
-    loop {
-        let (page, total) = store.list_users(Page { limit: 500, offset })?;
-        for summary in &page {
-            lines.push(format!(
-                "{}\t{}\t{} requests\t{} tokens{}",
-                summary.user.id,
-                summary.user.key_prefix,
-                summary.totals.requests,
-                summary.totals.total_tokens,
-                if summary.user.disabled {
-                    "\tdisabled"
-                } else {
-                    ""
-                }
-            ));
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_parser_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_command_and_serve_both_run_the_server() {
+        assert!(
+            Cli::try_parse_from(["proxy-server"])
+                .unwrap()
+                .command
+                .is_none()
+        );
+        assert!(matches!(
+            Cli::try_parse_from(["proxy-server", "serve"])
+                .unwrap()
+                .command,
+            Some(Command::Serve)
+        ));
+    }
+
+    #[test]
+    fn every_command_has_help() {
+        for args in [
+            &["--help"][..],
+            &["serve", "--help"],
+            &["users", "--help"],
+            &["users", "create", "--help"],
+            &["users", "list", "--help"],
+            &["users", "show", "--help"],
+            &["users", "rotate-key", "--help"],
+            &["users", "delete", "--help"],
+            &["users", "set-limits", "--help"],
+            &["help", "users", "set-limits"],
+        ] {
+            let err =
+                Cli::try_parse_from(std::iter::once("proxy-server").chain(args.iter().copied()))
+                    .expect_err("help ends the parse");
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::DisplayHelp,
+                "{args:?}: {err}"
+            );
+            assert!(!err.use_stderr(), "{args:?}: help goes to stdout");
         }
-        offset += page.len() as u64;
-        if page.is_empty() || offset >= total {
-            break;
-        }
     }
-    if lines.is_empty() {
-        return Ok("no users".into());
-    }
-    Ok(lines.join("\n"))
-}
-
-fn rotate(store: &SqliteStore, rest: &[String]) -> Result<String, CliError> {
-    let id = user_id(rest)?;
-    let current = store.get_user(&id)?;
-    let key = ApiKey::generate();
-    let user = store.replace_key(&id, key.hash(), &key.prefix(), current.key_expires_at)?;
-    Ok(format!(
-        "{}\napi_key: {}\n(the old key no longer works)",
-        describe(&user),
-        key.expose()
-    ))
-}
-
-fn set_limits(store: &SqliteStore, rest: &[String]) -> Result<String, CliError> {
-    let id = user_id(rest)?;
-    let mut patch = LimitsPatch::default();
-    for (name, value) in options(rest)? {
-        let parsed = if value == "unlimited" {
-            None
-        } else {
-            Some(value.parse::<u64>().map_err(|_| {
-                CliError::Usage(format!("--{name} takes a whole number or `unlimited`"))
-            })?)
-        };
-        let slot = match name {
-            "requests-per-minute" => &mut patch.requests_per_minute,
-            "requests-per-day" => &mut patch.requests_per_day,
-            "tokens-per-minute" => &mut patch.tokens_per_minute,
-            "tokens-per-day" => &mut patch.tokens_per_day,
-            "total-token-limit" => &mut patch.total_token_limit,
-            "max-concurrent-requests" => &mut patch.max_concurrent_requests,
-            other => return Err(CliError::Usage(format!("unknown option --{other}"))),
-        };
-        *slot = Some(parsed);
-    }
-    let user = store.get_user(&id)?;
-    let limits = patch
-        .apply(user.limits)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    store.set_limits(&id, &limits)?;
-    Ok(describe(&store.get_user(&id)?))
-}
-
-fn describe(user: &User) -> String {
-    let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |n| n.to_string());
-    let l = &user.limits;
-    format!(
-        "user {} (key {}…){}\nlimits: requests/min {}, requests/day {}, tokens/min {}, tokens/day {}, total tokens {}, concurrent {}",
-        user.id,
-        user.key_prefix,
-        if user.disabled { " disabled" } else { "" },
-        show(l.requests_per_minute),
-        show(l.requests_per_day),
-        show(l.tokens_per_minute),
-        show(l.tokens_per_day),
-        show(l.total_token_limit),
-        show(l.max_concurrent_requests),
-    )
 }

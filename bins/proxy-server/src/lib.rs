@@ -6,7 +6,7 @@
 //! and embedders start the same server through [`Application::build`].
 #![warn(missing_docs)]
 
-/// The admin command line.
+/// The command line: serving, and the admin commands beside it.
 pub mod cli;
 /// Configuration.
 pub mod settings;

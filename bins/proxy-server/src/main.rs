@@ -2,10 +2,17 @@
 
 use std::process::ExitCode;
 
-use proxy_server::{Application, DEFAULT_ADMIN_API_KEY, Settings, cli, init_tracing};
+use proxy_server::cli::{self, Command};
+use proxy_server::{Application, DEFAULT_ADMIN_API_KEY, Settings, init_tracing};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `.env` first, so that flags falling back to the environment see its values too. A
+    // malformed file is reported by `Settings::from_env` below, after `--help` had its chance.
+    let _ = dotenvy::dotenv();
+    let command = match cli::parse() {
+        Ok(command) => command,
+        Err(exit) => return exit,
+    };
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(err) => {
@@ -13,9 +20,14 @@ fn main() -> ExitCode {
             return ExitCode::from(78); // EX_CONFIG
         }
     };
-    if !args.is_empty() {
-        return cli::run(&args, &settings);
+    match command {
+        Command::Serve => serve(settings),
+        Command::Users(users) => cli::users::run(users, &settings),
     }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+fn serve(settings: Settings) -> ExitCode {
     init_tracing(&settings.log_format);
     if settings.admin_api_key == DEFAULT_ADMIN_API_KEY {
         tracing::warn!(

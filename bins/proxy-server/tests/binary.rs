@@ -125,6 +125,94 @@ fn the_cli_manages_users_in_the_database() {
 }
 
 #[test]
+fn every_command_prints_its_help_even_with_a_broken_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, usage) in [
+        (&["--help"][..], "Usage: proxy-server [COMMAND]"),
+        (&["serve", "--help"], "Usage: proxy-server serve"),
+        (
+            &["users", "--help"],
+            "Usage: proxy-server users [OPTIONS] <COMMAND>",
+        ),
+        (
+            &["users", "create", "--help"],
+            "Usage: proxy-server users create",
+        ),
+        (
+            &["users", "list", "--help"],
+            "Usage: proxy-server users list",
+        ),
+        (
+            &["users", "show", "--help"],
+            "Usage: proxy-server users show",
+        ),
+        (
+            &["users", "rotate-key", "--help"],
+            "Usage: proxy-server users rotate-key",
+        ),
+        (
+            &["users", "delete", "--help"],
+            "Usage: proxy-server users delete",
+        ),
+        (
+            &["users", "set-limits", "--help"],
+            "Usage: proxy-server users set-limits",
+        ),
+        (&["help", "users"], "Usage: proxy-server users"),
+    ] {
+        let output = proxy(&dir.path().join("help.db"))
+            .env("PORT", "not-a-port")
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        assert!(text.contains(usage), "{args:?}: {text}");
+    }
+    assert!(
+        !dir.path().join("help.db").exists(),
+        "help must not open the database"
+    );
+    let unknown = proxy(&dir.path().join("help.db"))
+        .args(["users", "frobnicate"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(64), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("frobnicate"));
+}
+
+#[test]
+fn the_users_database_comes_from_the_flag_else_from_database_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let from_env = dir.path().join("env.db");
+    let from_flag = dir.path().join("flag.db");
+    let created = proxy(&from_env)
+        .args(["users", "create", "ops", "--database"])
+        .arg(&from_flag)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    let listed = |db: &std::path::Path| {
+        let output = proxy(db).args(["users", "list"]).output().unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    assert!(listed(&from_flag).starts_with("ops\t"));
+    assert_eq!(listed(&from_env), "no users");
+    // The flag may also stand before the command.
+    let shown = proxy(&from_env)
+        .args(["users", "--database"])
+        .arg(&from_flag)
+        .args(["show", "ops"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).starts_with("user ops"),
+        "{shown:?}"
+    );
+}
+
+#[test]
 fn bad_configuration_exits_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     let output = proxy(&dir.path().join("x.db"))
@@ -166,9 +254,9 @@ fn the_server_starts_serves_and_stops_cleanly_on_sigterm() {
     let health = get(&address, "/health");
     assert!(health.contains("\"ollama\":\"unreachable\""), "{health}");
 
-    // A second server on the same database stops at once with the reason; the admin CLI
-    // works beside the running one.
-    let second = proxy(&db).output().unwrap();
+    // A second server (`serve` is the same as no command) on the same database stops at once
+    // with the reason; the admin CLI works beside the running one.
+    let second = proxy(&db).arg("serve").output().unwrap();
     assert!(!second.status.success());
     let said = format!(
         "{}{}",
