@@ -1,7 +1,11 @@
 //! The command line: flags, environment fallbacks, defaults and validation.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser};
 
 use crate::LoadTestError;
 
@@ -24,42 +28,93 @@ pub const ENV_KEY: &str = "TEST_API_KEY";
 /// The environment variable `--model` falls back to.
 pub const ENV_MODEL: &str = "TEST_MODEL";
 
+/// What `--help` adds below the flags.
+const AFTER_HELP: &str = "\
+Output:
+  requests/s, latency p50/p90/p99/max, time to first token p50/p90/p99 (with --stream),
+  tokens/s from the usage the server reports, and errors by kind: http_<status>,
+  connection, timeout, sse_error:<code>, incomplete_stream, invalid_response.
+  A progress line is drawn on stderr when it is a terminal.
+
+Exit status:
+  0 when the test ran (even if requests failed), 1 when it could not run, 2 for bad arguments.
+
+Example:
+  proxy-loadtest --url http://localhost:8000 --key $TEST_API_KEY --model llama3.2 \\
+                 --requests 50 --concurrency 10 --stream";
+
+/// The flags as clap reads them; [`parse_args`] turns them into a [`Config`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy-loadtest",
+    version,
+    about = "Load-test aiproxy's OpenAI-compatible chat endpoint.",
+    after_long_help = AFTER_HELP,
+    args_override_self = true
+)]
+struct Cli {
+    /// Proxy base URL.
+    #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
+    url: String,
+    /// User API key.
+    #[arg(long, value_name = "KEY", env = ENV_KEY, hide_env_values = true)]
+    key: Option<String>,
+    /// Model to ask.
+    #[arg(long, value_name = "NAME", env = ENV_MODEL, default_value = DEFAULT_MODEL)]
+    model: String,
+    /// Endpoint path.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PATH)]
+    path: String,
+    /// User message to send.
+    #[arg(long, value_name = "TEXT", default_value = DEFAULT_PROMPT)]
+    prompt: String,
+    /// Send `max_tokens` N.
+    #[arg(long, value_name = "N", value_parser = count::<u64>, allow_hyphen_values = true)]
+    max_tokens: Option<u64>,
+    /// Stream the answers (SSE) and measure time to first token.
+    #[arg(long)]
+    stream: bool,
+    /// Send N requests in total [default: 50].
+    #[arg(long, value_name = "N", value_parser = count::<u64>, allow_hyphen_values = true)]
+    requests: Option<u64>,
+    /// Instead, keep sending for TIME (30s, 500ms, 2m, 1h; a bare number is seconds).
+    #[arg(
+        long,
+        value_name = "TIME",
+        value_parser = duration,
+        conflicts_with = "requests"
+    )]
+    duration: Option<Duration>,
+    /// Requests in flight at once.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = count::<usize>,
+        allow_hyphen_values = true,
+        default_value_t = DEFAULT_CONCURRENCY
+    )]
+    concurrency: usize,
+    /// OS threads generating load, each with concurrency/N requests.
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = count::<usize>,
+        allow_hyphen_values = true,
+        default_value_t = 1
+    )]
+    threads: usize,
+    /// Limit for one request, head and body.
+    #[arg(long, value_name = "TIME", value_parser = duration, default_value = "60s")]
+    timeout: Duration,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
 /// The text `--help` prints.
-pub const HELP: &str = "\
-proxy-loadtest: load-test aiproxy's OpenAI-compatible chat endpoint
-
-USAGE:
-    proxy-loadtest --key KEY [OPTIONS]
-
-OPTIONS:
-    --url URL            proxy base URL (default http://localhost:8000)
-    --key KEY            user API key (default: $TEST_API_KEY)
-    --model NAME         model to ask (default: $TEST_MODEL, else llama3.2)
-    --path PATH          endpoint path (default /v1/chat/completions)
-    --prompt TEXT        user message to send
-    --max-tokens N       send max_tokens N
-    --stream             stream the answers (SSE) and measure time to first token
-    --requests N         send N requests in total (default 50)
-    --duration TIME      instead, keep sending for TIME (30s, 500ms, 2m, 1h; a bare number is seconds)
-    --concurrency N      requests in flight at once (default 10)
-    --threads N          OS threads generating load, each with concurrency/N requests (default 1)
-    --timeout TIME       limit for one request, head and body (default 60s)
-    --json               print one JSON object instead of the table
-    -h, --help           print this help
-
-OUTPUT:
-    requests/s, latency p50/p90/p99/max, time to first token p50/p90/p99 (with --stream),
-    tokens/s from the usage the server reports, and errors by kind: http_<status>,
-    connection, timeout, sse_error:<code>, incomplete_stream, invalid_response.
-    A progress line is drawn on stderr when it is a terminal.
-
-EXIT STATUS:
-    0 when the test ran (even if requests failed), 1 when it could not run, 2 for bad arguments.
-
-EXAMPLE:
-    proxy-loadtest --url http://localhost:8000 --key $TEST_API_KEY --model llama3.2 \\
-                   --requests 50 --concurrency 10 --stream
-";
+pub fn help() -> String {
+    Cli::command().render_long_help().to_string()
+}
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,100 +256,89 @@ impl Config {
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Print [`HELP`] and exit successfully.
-    Help,
+    /// Print this text (`--help` or `--version`) and exit successfully.
+    Help(String),
     /// Run a load test.
     Run(Config),
 }
 
-/// Parses the arguments (without the program name). `env` looks up environment variables,
-/// so tests need not touch the process environment; flags win over the environment.
+/// Parses the arguments (without the program name); `--key` and `--model` fall back to the
+/// environment variables [`ENV_KEY`] and [`ENV_MODEL`], and flags win over them.
 ///
 /// Accepts `--flag value` and `--flag=value`. The result is validated with
 /// [`Config::validate`]; every error is a usage error ([`LoadTestError::is_usage`]).
-pub fn parse_args(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Command, LoadTestError> {
-    let mut config = Config::new(DEFAULT_URL, env(ENV_KEY).unwrap_or_default());
-    if let Some(model) = env(ENV_MODEL).filter(|m| !m.is_empty()) {
-        config.model = model;
-    }
-    let mut requests = None;
-    let mut duration = None;
+pub fn parse_args<I, T>(args: I) -> Result<Command, LoadTestError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    parse_with(Cli::command(), args)
+}
 
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline_value) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg, None),
-        };
-        let takes_value = match flag.as_str() {
-            "--stream" | "--json" | "--help" | "-h" => false,
-            "--url" | "--key" | "--model" | "--path" | "--prompt" | "--max-tokens"
-            | "--requests" | "--duration" | "--concurrency" | "--threads" | "--timeout" => true,
-            _ => return Err(LoadTestError::UnknownFlag(flag)),
-        };
-        let value = if takes_value {
-            match inline_value {
-                Some(value) => value,
-                None => args
-                    .next()
-                    .ok_or_else(|| LoadTestError::MissingValue(flag.clone()))?,
-            }
-        } else {
-            if inline_value.is_some() {
-                return Err(LoadTestError::UnexpectedValue(flag));
-            }
-            String::new()
-        };
-        match flag.as_str() {
-            "-h" | "--help" => return Ok(Command::Help),
-            "--stream" => config.stream = true,
-            "--json" => config.json = true,
-            "--url" => config.url = value.trim_end_matches('/').to_owned(),
-            "--key" => config.key = value,
-            "--model" => config.model = value,
-            "--path" => config.path = value,
-            "--prompt" => config.prompt = value,
-            "--max-tokens" => config.max_tokens = Some(parse_count("--max-tokens", &value)?),
-            "--requests" => requests = Some(parse_count("--requests", &value)?),
-            "--duration" => duration = Some(parse_duration("--duration", &value)?),
-            "--concurrency" => config.concurrency = parse_count("--concurrency", &value)?,
-            "--threads" => config.threads = parse_count("--threads", &value)?,
-            "--timeout" => config.timeout = parse_duration("--timeout", &value)?,
-            // Every other name was refused above.
-            _ => return Err(LoadTestError::UnknownFlag(flag)),
+/// [`parse_args`] with the parser given, so tests can take the environment out of it.
+fn parse_with<I, T>(command: clap::Command, args: I) -> Result<Command, LoadTestError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args =
+        std::iter::once(OsString::from("proxy-loadtest")).chain(args.into_iter().map(Into::into));
+    let parsed = command.try_get_matches_from(args).and_then(|mut matches| {
+        // An empty TEST_MODEL counts as unset, as an empty variable usually does in a shell.
+        let empty_env_model = matches.value_source("model") == Some(ValueSource::EnvVariable)
+            && matches
+                .get_one::<String>("model")
+                .is_some_and(String::is_empty);
+        Cli::from_arg_matches_mut(&mut matches).map(|cli| (cli, empty_env_model))
+    });
+    let (mut cli, empty_env_model) = match parsed {
+        Ok(parsed) => parsed,
+        Err(err) if !err.use_stderr() => return Ok(Command::Help(err.render().to_string())),
+        Err(err) => {
+            return Err(LoadTestError::Arguments(
+                err.render().to_string().trim_end().to_owned(),
+            ));
         }
-    }
-
-    config.stop = match (requests, duration) {
-        (Some(_), Some(_)) => return Err(LoadTestError::Conflict("--requests", "--duration")),
-        (Some(n), None) => Stop::Requests(n),
-        (None, Some(d)) => Stop::Duration(d),
-        (None, None) => Stop::Requests(DEFAULT_REQUESTS),
     };
+    if empty_env_model {
+        DEFAULT_MODEL.clone_into(&mut cli.model);
+    }
+    let mut config = Config::new(cli.url, cli.key.unwrap_or_default());
+    config.model = cli.model;
+    config.path = cli.path;
+    config.prompt = cli.prompt;
+    config.max_tokens = cli.max_tokens;
+    config.stream = cli.stream;
+    config.stop = match (cli.requests, cli.duration) {
+        (_, Some(d)) => Stop::Duration(d),
+        (n, None) => Stop::Requests(n.unwrap_or(DEFAULT_REQUESTS)),
+    };
+    config.concurrency = cli.concurrency;
+    config.threads = cli.threads;
+    config.timeout = cli.timeout;
+    config.json = cli.json;
     config.validate()?;
     Ok(Command::Run(config))
 }
 
 /// A non-negative integer flag value.
-fn parse_count<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, LoadTestError> {
-    value.parse().map_err(|_| LoadTestError::InvalidValue {
-        flag,
-        value: value.to_owned(),
-        reason: "expected a whole number",
-    })
+fn count<T: std::str::FromStr>(value: &str) -> Result<T, &'static str> {
+    value.parse().map_err(|_| "expected a whole number")
 }
+
+/// A duration flag value, for clap.
+fn duration(value: &str) -> Result<Duration, &'static str> {
+    parse_duration("", value).map_err(|_| DURATION_EXPECTED)
+}
+
+const DURATION_EXPECTED: &str = "expected a duration such as 500ms, 30s, 2m or 1h";
 
 /// Parses `500ms`, `30s`, `2m`, `1h` or a bare number of seconds.
 pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, LoadTestError> {
     let invalid = || LoadTestError::InvalidValue {
         flag,
         value: value.to_owned(),
-        reason: "expected a duration such as 500ms, 30s, 2m or 1h",
+        reason: DURATION_EXPECTED,
     };
     let split = value
         .find(|c: char| !c.is_ascii_digit())
@@ -318,25 +362,24 @@ pub fn parse_duration(flag: &'static str, value: &str) -> Result<Duration, LoadT
 mod tests {
     use super::*;
 
+    /// Parses as the binary does, but without the process environment: a developer's
+    /// `TEST_API_KEY` must not change what these tests see. The environment fallbacks are
+    /// tested against the binary (`tests/command_line.rs`).
     fn parse(args: &[&str]) -> Result<Command, LoadTestError> {
-        parse_with_env(args, &[])
-    }
-
-    fn parse_with_env(args: &[&str], env: &[(&str, &str)]) -> Result<Command, LoadTestError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        parse_args(args.iter().map(|a| (*a).to_owned()), move |name| {
-            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        let without_env = Cli::command().mut_args(|arg| arg.env(None::<&'static str>));
+        parse_with(without_env, args)
     }
 
     fn config(args: &[&str]) -> Config {
         match parse(args).unwrap() {
             Command::Run(config) => config,
-            Command::Help => panic!("expected a run"),
+            Command::Help(_) => panic!("expected a run"),
         }
+    }
+
+    #[test]
+    fn the_parser_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
@@ -401,31 +444,25 @@ mod tests {
     }
 
     #[test]
-    fn key_and_model_come_from_the_environment_unless_given() {
-        let env = [(ENV_KEY, "sk-env"), (ENV_MODEL, "qwen3")];
-        let Command::Run(from_env) = parse_with_env(&[], &env).unwrap() else {
-            panic!("expected a run")
-        };
-        assert_eq!(
-            (from_env.key.as_str(), from_env.model.as_str()),
-            ("sk-env", "qwen3")
-        );
-        let Command::Run(from_flags) =
-            parse_with_env(&["--key", "sk-flag", "--model", "m"], &env).unwrap()
-        else {
-            panic!("expected a run")
-        };
-        assert_eq!(
-            (from_flags.key.as_str(), from_flags.model.as_str()),
-            ("sk-flag", "m")
-        );
+    fn a_flag_given_twice_takes_the_last_value() {
+        let config = config(&["--key", "sk-1", "--requests", "3", "--requests", "4"]);
+        assert_eq!(config.stop, Stop::Requests(4));
     }
 
     #[test]
     fn help_wins_even_without_a_key() {
-        assert_eq!(parse(&["--help"]).unwrap(), Command::Help);
-        assert_eq!(parse(&["--requests", "3", "-h"]).unwrap(), Command::Help);
-        assert!(HELP.contains("--concurrency"));
+        for args in [&["--help"][..], &["--requests", "3", "-h"]] {
+            let Command::Help(text) = parse(args).unwrap() else {
+                panic!("{args:?}: expected help")
+            };
+            assert!(text.contains("--concurrency <N>"), "{text}");
+        }
+        assert!(help().contains("[env: TEST_API_KEY]"), "{}", help());
+        assert!(help().contains("Exit status:"));
+        let Command::Help(version) = parse(&["--version"]).unwrap() else {
+            panic!("expected the version")
+        };
+        assert!(version.starts_with("proxy-loadtest "), "{version}");
     }
 
     #[test]
@@ -433,8 +470,8 @@ mod tests {
         let cases: &[(&[&str], &str)] = &[
             (&[], "API key"),
             (&["--key", ""], "API key"),
-            (&["--key", "k", "--bogus"], "unknown argument --bogus"),
-            (&["--key", "k", "extra"], "unknown argument extra"),
+            (&["--key", "k", "--bogus"], "unexpected argument '--bogus'"),
+            (&["--key", "k", "extra"], "unexpected argument 'extra'"),
             (&["--key", "k", "--requests"], "--requests"),
             (&["--key", "k", "--requests", "ten"], "whole number"),
             (&["--key", "k", "--requests", "-1"], "whole number"),

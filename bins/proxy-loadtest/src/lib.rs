@@ -5,7 +5,7 @@
 //! users, read the proxy's metrics or database, or check answers for correctness beyond their
 //! shape (a complete JSON answer, or an SSE stream ending in `data: [DONE]`). Failed requests
 //! are data for the report, not errors of the run. Usage of the binary is in `--help`
-//! ([`HELP`]).
+//! ([`help`]).
 //!
 //! ```no_run
 //! use proxy_loadtest::{Config, Stop, run};
@@ -28,7 +28,7 @@ mod sse;
 
 pub use args::{
     Command, Config, DEFAULT_CONCURRENCY, DEFAULT_MODEL, DEFAULT_PATH, DEFAULT_PROMPT,
-    DEFAULT_REQUESTS, DEFAULT_TIMEOUT, DEFAULT_URL, ENV_KEY, ENV_MODEL, HELP, Stop, parse_args,
+    DEFAULT_REQUESTS, DEFAULT_TIMEOUT, DEFAULT_URL, ENV_KEY, ENV_MODEL, Stop, help, parse_args,
     parse_duration,
 };
 pub use report::{ErrorKind, Percentiles, Report, percentile};
@@ -38,15 +38,9 @@ pub use run::run;
 /// counted in [`Report::errors`].
 #[derive(Debug, thiserror::Error)]
 pub enum LoadTestError {
-    /// A flag this tool does not know.
-    #[error("unknown argument {0} (see --help)")]
-    UnknownFlag(String),
-    /// A flag that needs a value came last.
-    #[error("{0} needs a value")]
-    MissingValue(String),
-    /// A switch was given a value (`--stream=yes`).
-    #[error("{0} takes no value")]
-    UnexpectedValue(String),
+    /// The command line does not parse; the text is clap's, with the usage line.
+    #[error("{0}")]
+    Arguments(String),
     /// A flag value that does not parse or is out of range.
     #[error("invalid {flag} {value:?}: {reason}")]
     InvalidValue {
@@ -60,9 +54,6 @@ pub enum LoadTestError {
     /// No API key from `--key` or `TEST_API_KEY`.
     #[error("an API key is required: pass --key or set TEST_API_KEY")]
     MissingKey,
-    /// Two flags that exclude each other.
-    #[error("{0} and {1} cannot be used together")]
-    Conflict(&'static str, &'static str),
     /// The TLS client configuration could not be built.
     #[error("could not set up TLS: {0}")]
     Tls(String),

@@ -19,23 +19,20 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use proxy_loadtest::{Command, HELP, parse_args, run};
+use proxy_loadtest::{Command, LoadTestError, parse_args, run};
 
 fn main() -> ExitCode {
-    let args: Result<Vec<String>, _> = std::env::args_os()
-        .skip(1)
-        .map(|a| a.into_string())
-        .collect();
-    let Ok(args) = args else {
-        eprintln!("proxy-loadtest: arguments must be valid UTF-8");
-        return ExitCode::from(2);
-    };
-    let mut config = match parse_args(args, |name| std::env::var(name).ok()) {
-        Ok(Command::Help) => {
-            print!("{HELP}");
+    let mut config = match parse_args(std::env::args_os().skip(1)) {
+        Ok(Command::Help(text)) => {
+            print!("{text}");
             return ExitCode::SUCCESS;
         }
         Ok(Command::Run(config)) => config,
+        // clap's text names the program already.
+        Err(err @ LoadTestError::Arguments(_)) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
         Err(err) => {
             eprintln!("proxy-loadtest: {err}");
             return ExitCode::from(if err.is_usage() { 2 } else { 1 });
