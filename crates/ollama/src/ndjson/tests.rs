@@ -311,11 +311,14 @@ async fn an_invalid_line_is_reported_and_the_stream_goes_on() {
     assert!(items[2].as_ref().unwrap().done);
 }
 
-#[actix_rt::test]
+// Tokio's paused clock: the idle deadline passes as soon as nothing else can run, so the
+// timeout is a real one and the test takes no time.
+#[tokio::test(start_paused = true)]
 async fn a_stalled_body_times_out_as_idle_and_ends() {
     let stalled: BodyStream =
         Box::pin(stream::iter([Ok(Bytes::from_static(DELTA))]).chain(stream::pending()));
-    let items = collect(ChatStream::new(stalled, Duration::from_millis(20))).await;
+    let started = tokio::time::Instant::now();
+    let items = collect(ChatStream::new(stalled, Duration::from_secs(120))).await;
     assert_eq!(items.len(), 2);
     assert!(items[0].is_ok());
     assert_eq!(
@@ -324,14 +327,16 @@ async fn a_stalled_body_times_out_as_idle_and_ends() {
             phase: TimeoutPhase::Idle
         }
     );
+    // Not before the idle timeout (on the paused clock, so this is no wall-time measurement).
+    assert!(started.elapsed() >= Duration::from_secs(120));
 }
 
-#[actix_rt::test]
+#[tokio::test(start_paused = true)]
 async fn time_the_consumer_spends_between_polls_is_not_upstream_idleness() {
-    let idle_timeout = Duration::from_millis(300);
-    // The second chunk comes 20 ms after it is asked for, well within the idle timeout.
+    let idle_timeout = Duration::from_secs(120);
+    // The second chunk comes a second after it is asked for, well within the idle timeout.
     let prompt_after_asked = stream::once(async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(Bytes::from_static(DONE))
     });
     let upstream: BodyStream =
@@ -339,7 +344,7 @@ async fn time_the_consumer_spends_between_polls_is_not_upstream_idleness() {
     let mut stream = ChatStream::new(upstream, idle_timeout);
     assert!(stream.next().await.unwrap().is_ok());
     // A slow consumer (say, a client on a bad link) takes longer than the idle timeout.
-    tokio::time::sleep(idle_timeout + Duration::from_millis(150)).await;
+    tokio::time::sleep(idle_timeout * 2).await;
     assert!(stream.next().await.unwrap().unwrap().done);
     assert!(stream.next().await.is_none());
     assert!(stream.is_terminated());

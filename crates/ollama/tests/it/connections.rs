@@ -1,5 +1,7 @@
 //! Finished streams give their connection back to the pool. Checked against a tiny actix-web
-//! upstream that counts TCP connections (the simulator does not expose that).
+//! upstream that counts TCP connections (the simulator does not expose that), through a client
+//! allowed one connection: each request waits until the previous one's connection is back in
+//! the pool (reused) or closed (replaced), so no test has to guess how long that takes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +16,8 @@ const LINES: &str = concat!(
 );
 
 /// Sends both lines, then ends the body a moment later, as Ollama does (the `done` line and
-/// the terminating chunk are separate writes). Takes the request body because actix closes a
+/// the terminating chunk are separate writes; the pause makes sure the client sees them
+/// apart, it is the upstream's behaviour under test, not a wait). Takes the request body because actix closes a
 /// connection whose request body was left unread.
 async fn chat(_request: web::Bytes) -> HttpResponse {
     let lines = futures_util::stream::once(async {
@@ -30,7 +33,8 @@ async fn chat(_request: web::Bytes) -> HttpResponse {
         .streaming(body)
 }
 
-/// Starts the upstream above, counting the TCP connections it accepts, and a client for it.
+/// Starts the upstream above, counting the TCP connections it accepts, and a client for it
+/// with a pool of one connection.
 fn counting_upstream() -> (OllamaClient, Arc<AtomicUsize>) {
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&connections);
@@ -46,6 +50,7 @@ fn counting_upstream() -> (OllamaClient, Arc<AtomicUsize>) {
     actix_web::rt::spawn(server.run());
     let client = OllamaClient::new(&OllamaConfig {
         base_url: format!("http://{address}"),
+        max_connections: 1,
         ..OllamaConfig::default()
     });
     (client, connections)
@@ -81,9 +86,9 @@ async fn a_stream_released_after_done_gives_its_connection_back_in_the_backgroun
                 break;
             }
         }
+        // The body's end comes 30 ms after `done`; the background read takes it and puts
+        // the connection back, which is what the next request waits for.
         stream.release();
-        // The body's end comes 30 ms after `done`; the background read takes it.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
@@ -99,7 +104,6 @@ async fn a_stream_released_before_done_closes_its_connection() {
         let mut stream = client.chat_stream(&request).await.unwrap();
         assert!(!stream.next().await.unwrap().unwrap().done);
         stream.release();
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert_eq!(connections.load(Ordering::SeqCst), 2);
 }
