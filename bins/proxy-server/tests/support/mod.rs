@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,15 @@ const DEADLINE: Duration = Duration::from_secs(60);
 pub struct Proxy {
     pub child: Child,
     pub address: String,
-    pub log: Arc<Mutex<Vec<String>>>,
+    pub log: Arc<Log>,
+}
+
+/// A process's standard output, line by line, as a thread reads it.
+#[derive(Default)]
+pub struct Log {
+    lines: Mutex<Vec<String>>,
+    /// The output ended: the process exited (or closed it), every line is in `lines`.
+    ended: AtomicBool,
 }
 
 impl Proxy {
@@ -51,14 +60,15 @@ impl Proxy {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::new(Log::default());
         let sink = Arc::clone(&log);
         // Drained to the end on its own thread: a full pipe would block the server's logging.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                sink.lock().unwrap().push(line);
+                sink.lines.lock().unwrap().push(line);
             }
+            sink.ended.store(true, Ordering::Release);
         });
         let line = wait_for_log(&log, &mut child, "aiproxy listening").await;
         let entry: Value = serde_json::from_str(&line).unwrap();
@@ -110,16 +120,24 @@ impl Drop for Proxy {
 }
 
 /// Polls the log until a line contains `needle`, failing if the process exits first.
-pub async fn wait_for_log(log: &Mutex<Vec<String>>, child: &mut Child, needle: &str) -> String {
+pub async fn wait_for_log(log: &Log, child: &mut Child, needle: &str) -> String {
     let deadline = Instant::now() + DEADLINE;
     loop {
-        if let Some(line) = log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+        if let Some(line) = log
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains(needle))
+        {
             return line.clone();
         }
         if let Some(status) = child.try_wait().unwrap() {
-            // Give the log thread a moment to take the last lines, which say why.
-            std::thread::sleep(Duration::from_millis(100));
-            let lines = log.lock().unwrap();
+            // The last lines say why; they are read once the output has ended.
+            while !log.ended.load(Ordering::Acquire) && Instant::now() < deadline {
+                actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+            }
+            let lines = log.lines.lock().unwrap();
             let tail = lines[lines.len().saturating_sub(5)..].join("\n");
             panic!("proxy-server exited ({status}) before logging `{needle}`:\n{tail}");
         }
