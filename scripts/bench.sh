@@ -1,29 +1,35 @@
 #!/usr/bin/env bash
-# Issue 7: measures, in one run on this machine, the same OpenAI chat request under the same load
-#   direct  -> the fake Ollama upstream itself (its native /api/chat)
+# Measures, in one run on this machine, the same OpenAI chat request under the same load
+#   direct  -> the upstream itself (its native /api/chat)
 #   nginx   -> nginx proxy_pass (pure pass-through: no auth, no accounting)
 #   aiproxy -> our release proxy-server with auth, rate limits (on, very large) and accounting
+#   floor   -> actix-web + awc forwarding bytes (bins/proxy-server/examples/passthrough_floor.rs)
 #   litellm -> LiteLLM's proxy as shipped (and `litellm-mi`, the same with static model_info)
-# non-streaming and streaming at concurrency 1, 16 and 128, and writes docs/benchmarks.md.
+# non-streaming and streaming at concurrency 1, 16 and 128, memory with 2,000 open streams and
+# start-up on a million usage rows, and writes docs/benchmarks.md.
 # nginx and aiproxy are measured twice (nginx, aiproxy, then aiproxy, nginx) and their figures
 # pooled, since the targets compare those two and the machine drifts over minutes.
 #
-# It drives the shared harness (../shared/bench: fake upstream, nginx and LiteLLM anchors, oha,
-# foreign-CPU detection), copied into a scratch folder first because the harness writes beside
-# its scripts and shared/ may be read-only. setup.sh installs nginx, oha and LiteLLM when they
-# are missing (root, apt + cargo + pip; oha's first build takes minutes).
+# The harness is the repository's own (scripts/bench/): our simulator as the upstream, nginx
+# with scripts/bench/nginx.conf, oha as the load generator. scripts/bench/setup.sh installs
+# nginx, oha and LiteLLM when they are missing (root; apt, cargo install, pip; oha's first
+# build takes minutes). --shared DIR (or BENCH_SHARED=DIR) runs an outside harness with the same
+# interface instead (run-anchors.sh, setup.sh, lib.sh), copied into the work folder first, as a
+# cross-check of ours.
 #
 # usage: scripts/bench.sh [--duration S] [--repeats N] [--warmup S] [--conc "1 16 128"]
-#                         [--no-litellm] [--out FILE] [--workdir DIR]
+#                         [--no-litellm] [--out FILE] [--workdir DIR] [--shared DIR]
 #   --duration S   seconds of load per point                                  [5]
 #   --repeats N    repeats per point; the doc shows the median               [3]
 #   --warmup S     discarded load per column before its points (c=10)        [5]
 #   --conc LIST    concurrency levels, used for both modes                   ["1 16 128"]
 #   --no-litellm   skip the LiteLLM columns (the doc says so)
 #   --out FILE     the markdown written                                       [docs/benchmarks.md]
-#   --workdir DIR  keep the harness copy (and its LiteLLM .venv) here for re-runs [mktemp -d]
-#   env: BENCH_SHARED (harness folder), BENCH_PORT (our port, 21500), QUIET_WAIT (s to wait for
-#        other work on the machine to calm down before each column, 60), LITELLM_WORKERS (1)
+#   --workdir DIR  keep logs and results here for re-runs                    [mktemp -d]
+#   --shared DIR   measure with the outside harness in DIR instead of scripts/bench/
+#   env: BENCH_SHARED (as --shared), BENCH_PORT (our port, 21500), QUIET_WAIT (s to wait for
+#        other work on the machine to calm down before each column, 60), LITELLM_WORKERS (1),
+#        LITELLM_VENV (target/bench/litellm-venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -56,7 +62,7 @@ if [ "${1:-}" = "__candidate-setup" ]; then
 fi
 
 DURATION=5; REPEATS=3; WARMUP=5; CONC="1 16 128"; WITH_LITELLM=1
-OUT="docs/benchmarks.md"; WORK=""
+OUT="docs/benchmarks.md"; WORK=""; SHARED=${BENCH_SHARED:-}
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION=$2; shift 2;;
@@ -66,27 +72,40 @@ while [ $# -gt 0 ]; do
     --no-litellm) WITH_LITELLM=0; shift;;
     --out) OUT=$2; shift 2;;
     --workdir) WORK=$2; shift 2;;
+    --shared) SHARED=$2; shift 2;;
     -h|--help) sed -n '/^# usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "unknown option $1 (try --help)" >&2; exit 64;;
   esac
 done
-SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
 export BENCH_PORT=${BENCH_PORT:-21500}
 export QUIET_WAIT=${QUIET_WAIT:-60}
 export PATH="$HOME/.cargo/bin:$PATH"
+export LITELLM_VENV=${LITELLM_VENV:-$ROOT/target/bench/litellm-venv}
 log() { echo "[bench $(date -u +%H:%M:%S)] $*" >&2; }
 t_start=$(date +%s)
 
-[ -f "$SHARED/run-anchors.sh" ] || { echo "harness not found at $SHARED (set BENCH_SHARED)" >&2; exit 1; }
 WORK=${WORK:-$(mktemp -d -t aiproxy-bench.XXXXXX)}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
-H="$WORK/bench"
-mkdir -p "$H"
-# Refresh the scripts but keep an earlier .venv (LiteLLM) and results in a reused --workdir.
-cp -rf "$SHARED/." "$H/"
-chmod -R u+w "$H"
-log "harness copy: $H"
+if [ -n "$SHARED" ]; then
+  [ -f "$SHARED/run-anchors.sh" ] || { echo "no harness at $SHARED (run-anchors.sh missing)" >&2; exit 1; }
+  # It writes beside its scripts and may be read-only: copied, keeping an earlier .venv and
+  # results in a reused --workdir.
+  H="$WORK/bench"
+  mkdir -p "$H"
+  cp -rf "$SHARED/." "$H/"
+  chmod -R u+w "$H"
+  RESULTS_DIR="$H/results"
+  HARNESS_LITELLM="$H/.venv/bin/litellm"
+  log "outside harness, copied to $H"
+else
+  H="$ROOT/scripts/bench"
+  export BENCH_WORK="$WORK"
+  RESULTS_DIR="$WORK/results"
+  HARNESS_LITELLM="$LITELLM_VENV/bin/litellm"
+  # The upstream's counts of this run only, in a reused --workdir too.
+  rm -f "$WORK/run/upstream-stats.jsonl"
+fi
 
 log "building proxy-server, its pass-through floor, the simulator and the load tester (release)"
 cargo build --release --locked -q -p proxy-server -p proxy-loadtest -p aiproxy-ollama-sim --bins
@@ -94,18 +113,23 @@ cargo build --release --locked -q -p proxy-server --example passthrough_floor
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export PROXY_BIN="$target_dir/release/proxy-server"
 FLOOR_BIN="$target_dir/release/examples/passthrough_floor"
-SIM_BIN="$target_dir/release/ollama-sim"
+export SIM_BIN="$target_dir/release/ollama-sim"
 LOADTEST_BIN="$target_dir/release/proxy-loadtest"
 t_built=$(date +%s)
 
 log "installing what is missing (setup.sh; log: $WORK/setup.log)"
-setup_rc=0; (cd "$H" && ./setup.sh) > "$WORK/setup.log" 2>&1 || setup_rc=$?
+setup_rc=0
+if [ -n "$SHARED" ]; then
+  (cd "$H" && ./setup.sh) > "$WORK/setup.log" 2>&1 || setup_rc=$?
+else
+  "$H/setup.sh" $([ "$WITH_LITELLM" = 0 ] && echo --no-litellm) > "$WORK/setup.log" 2>&1 || setup_rc=$?
+fi
 command -v oha >/dev/null && command -v nginx >/dev/null \
   || { tail -30 "$WORK/setup.log" >&2; echo "setup.sh did not install oha/nginx" >&2; exit 1; }
 LITELLM_NOTE=""
 if [ "$WITH_LITELLM" = 0 ]; then
   LITELLM_NOTE="not measured: the run was started with --no-litellm"
-elif [ ! -x "$H/.venv/bin/litellm" ]; then
+elif [ ! -x "$HARNESS_LITELLM" ]; then
   LITELLM_NOTE="not measured: setup.sh could not install LiteLLM (exit $setup_rc); its last lines: $(tail -5 "$WORK/setup.log" | tr '\n' ' ')"
 fi
 t_setup=$(date +%s)
@@ -122,7 +146,7 @@ cand_args=(--candidate aiproxy --candidate-port "$BENCH_PORT" --candidate-key "$
 main_args=(--anchors direct,nginx "${common[@]}" "${cand_args[@]}")
 litellm_args=(--anchors litellm,litellm-mi "${common[@]}")
 
-newest_csv() { ls -t "$H"/results/*.csv 2>/dev/null | head -1 || true; }
+newest_csv() { ls -t "$RESULTS_DIR"/*.csv 2>/dev/null | head -1 || true; }
 # Direct, nginx and ours in one harness invocation, so they share one upstream and one sitting.
 log "measuring direct, nginx and aiproxy (log: $WORK/run-main.log)"
 before=$(newest_csv)
@@ -276,17 +300,23 @@ stop_pid $sim_pid
 rm -f "$big_db"* "$streams_db"*
 t_end=$(date +%s)
 
+# Requests the upstream did not expect (a path it does not serve): the outside harness logs
+# them, our simulator counts them under NotFound.
 unexpected=""
-[ -s "$H/run/upstream/unexpected.log" ] && unexpected=$(sort "$H/run/upstream/unexpected.log" | uniq -c | head -5)
-commit="unknown"
-if [ -f .git/HEAD ]; then
-  head_ref=$(cat .git/HEAD)
-  case "$head_ref" in
-    "ref: "*) ref=${head_ref#ref: }
-      commit=$(cat ".git/$ref" 2>/dev/null || awk -v r="$ref" '$2==r{print $1}' .git/packed-refs 2>/dev/null || echo unknown);;
-    *) commit=$head_ref;;
-  esac
+if [ -n "$SHARED" ]; then
+  [ -s "$H/run/upstream/unexpected.log" ] && unexpected=$(sort "$H/run/upstream/unexpected.log" | uniq -c | head -5)
+elif [ -s "$WORK/run/upstream-stats.jsonl" ]; then
+  unexpected=$(python3 - "$WORK/run/upstream-stats.jsonl" <<'COUNT'
+import json, sys
+total = 0
+for line in open(sys.argv[1]):
+    if line.strip():
+        total += json.loads(line).get("requests", {}).get("not_found", 0) or 0
+print(f"{total} requests to paths the simulator does not serve" if total else "")
+COUNT
+)
 fi
+commit=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 
 mkdir -p "$(dirname "$OUT")"
 export MAIN_CSV AGAIN_CSVS LITELLM_CSV FLOOR_CSV LITELLM_NOTE USAGE_LINE LIMITS_LINE unexpected commit DURATION REPEATS WARMUP CONC \
@@ -296,10 +326,20 @@ export CMD_LINE="scripts/bench.sh --duration $DURATION --repeats $REPEATS --warm
 shown_cmd=${cand_cmd//"$ROOT"\//}
 shown_cand="--candidate aiproxy --candidate-port $BENCH_PORT --candidate-key $BENCH_USER_KEY --candidate-setup 'bash scripts/bench.sh __candidate-setup' --candidate-cmd '$shown_cmd'"
 shown_common="${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
-export MAIN_CMD="./run-anchors.sh --anchors direct,nginx $shown_common $shown_cand
-./run-anchors.sh --anchors '' $shown_common $shown_cand   # second round: aiproxy,
-./run-anchors.sh --anchors nginx $shown_common            # then nginx"
-export LITELLM_CMD="LITELLM_WORKERS=$LITELLM_WORKERS ./run-anchors.sh --anchors litellm,litellm-mi ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
+if [ -n "$SHARED" ]; then
+  runner="./run-anchors.sh"
+  export HARNESS_SETUP="./setup.sh" HARNESS_WHERE="in a copy of the outside harness ($SHARED):"
+  export UPSTREAM_DESC="the outside harness's fake Ollama upstream (nginx + Lua: a fixed answer of about 400 bytes, or 20 NDJSON chunks plus a final one when streaming; no delay between chunks)"
+else
+  runner="scripts/bench/run-anchors.sh"
+  export HARNESS_SETUP="scripts/bench/setup.sh" HARNESS_WHERE="and the repository's harness:"
+  export UPSTREAM_DESC="our Ollama simulator (\`ollama-sim\`, release build; its answer echoes the user message: one JSON object, or one NDJSON line per word plus a final one when streaming; no delay between lines)"
+fi
+export MAIN_CMD="$runner --anchors direct,nginx $shown_common $shown_cand
+$runner --anchors '' $shown_common $shown_cand   # second round: aiproxy,
+$runner --anchors nginx $shown_common            # then nginx"
+export LITELLM_CMD="LITELLM_WORKERS=$LITELLM_WORKERS $runner --anchors litellm,litellm-mi ${common[*]:0:6} --conc \"$CONC\" --stream-conc \"$CONC\""
+export BODY_TEXT="$(cat "$H/body.json")"
 export RUSTC_VERSION="$(rustc --version)" PROXY_BIN_REL="${PROXY_BIN#"$ROOT"/}"
 python3 - "$OUT" <<'PY'
 import csv, os, re, statistics, sys
@@ -356,11 +396,10 @@ w("# Benchmarks")
 w("")
 w("Generated by `scripts/bench.sh`; every figure below comes from its last run. Do not edit by hand:")
 w("run the script again (it rewrites this file).")
-w("What the profiles behind these figures showed, what was fixed and what is left: `docs/performance.md`.")
+w("The targets, how to measure and profile, and what makes the proxy fast: `docs/performance.md`.")
 w("")
-w("The same OpenAI chat request, under the same load, on the same machine, in front of the same fake")
-w("Ollama upstream (the shared harness's nginx + Lua server: 413-byte answer, or 20 NDJSON chunks")
-w("plus a final one when streaming; no delay between chunks), through:")
+w("The same OpenAI chat request, under the same load, on the same machine, in front of the same")
+w(f"upstream, {env['UPSTREAM_DESC']}, through:")
 w("")
 w("- **direct** — straight to the upstream's native `/api/chat` (the floor; no proxy at all);")
 w("- **nginx** — nginx `proxy_pass` to the upstream (pure pass-through: no auth, no accounting, no translation);")
@@ -388,7 +427,8 @@ up_workers = meta(r"up_workers=(\S+)")
 litellm_workers = meta(r"litellm_workers=(\S+)", lite_meta) if lite_rows else "—"
 w(f"- {cpus} CPUs ({cpu_model}), {mem} GiB RAM; {os_name}, kernel {kernel}; {env['RUSTC_VERSION']}.")
 w(f"- Load generator {oha}; nginx {nginx}; LiteLLM {litellm_version}.")
-w(f"- Upstream and nginx {up_workers} worker processes each; aiproxy's default worker count "
+px_workers = meta(r"px_workers=(\S+)")
+w(f"- Upstream {up_workers} workers, nginx {px_workers} worker processes; aiproxy's default worker count "
   f"(one for every two cores); LiteLLM {litellm_workers} worker(s).")
 w("- The load generator, the upstream and the proxy under test share the same cores, so absolute numbers")
 w("  compare only within this run; *proxy CPU µs/req* is the figure least sensitive to that sharing.")
@@ -408,15 +448,14 @@ w("`oha --no-tui --output-format json -w -m POST -H 'Content-Type: application/j
 w("(HTTP/1.1 keep-alive, one connection per concurrent worker). Streaming latency is time to last byte.")
 w("*Proxy CPU µs/req* is utime + stime of the proxy's process tree during the point ÷ successful requests")
 w("(for *direct* it is the upstream's own). Request body (`body.json`; `body-stream.json` has `\"stream\":true`):")
-w("`{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a concise assistant.\"},"
-  "{\"role\":\"user\",\"content\":\"Why is the sky blue? Answer in one sentence.\"}],\"stream\":false}`,")
+w(f"`{env['BODY_TEXT'].strip()}`,")
 w("sent to `/api/chat` for *direct* and to `/v1/chat/completions` for the others.")
 w("")
 w("Commands (paths relative to the repository; the script passes absolute ones):")
 w("")
 w("```sh")
-w(env["CMD_LINE"] + "   # this script; it ran, in a copy of shared/bench:")
-w("./setup.sh")
+w(env["CMD_LINE"] + "   # this script; it ran, " + env["HARNESS_WHERE"])
+w(env["HARNESS_SETUP"])
 w(main_cmd)
 if env.get("LITELLM_CSV"):
     w(litellm_cmd)
@@ -516,7 +555,7 @@ w("  warm-up and the harness's readiness and sample requests, which are not in t
 note = env.get("LITELLM_NOTE", "")
 w(f"- LiteLLM: {note if note else 'measured (see the columns above).'}")
 unexpected = env.get("unexpected", "").strip()
-w(f"- Requests the fake upstream did not expect (wrong path): "
+w(f"- Requests the upstream did not expect (wrong path): "
   f"{'none.' if not unexpected else '`' + ' ; '.join(l.strip() for l in unexpected.splitlines()) + '`'}")
 w("")
 open(out, "w").write("\n".join(L))

@@ -5,23 +5,28 @@
 # cores the machine's speed drifts between columns by as much as a code change moves ours, so
 # for judging a change (or a ratio) this interleaves short measurements and reports medians.
 #
-# Non-streaming chat completions (the harness's body.json) against the shared harness's
-# upstream; CPU is user+sys of the measured process tree from /proc, per 200 answer.
+# Non-streaming chat completions (the harness's body.json) in front of the repository's
+# harness (scripts/bench/: our simulator as the upstream, nginx with scripts/bench/nginx.conf;
+# scripts/bench/setup.sh installs nginx and oha); CPU is user+sys of the measured process tree
+# from /proc, per 200 answer. --shared DIR (or BENCH_SHARED=DIR) uses an outside harness with
+# the same lib.sh instead, as a cross-check.
 #
 # usage: scripts/interleave.sh [--rounds N] [--duration S] [--conc "1 16 128"] [--stream]
-#                              [--compare BIN] [--workdir DIR]
+#                              [--compare BIN] [--workdir DIR] [--shared DIR]
 #   --rounds N     rounds; each measures every column at every concurrency          [6]
 #   --duration S   seconds of load per point (after 1 s of warm-up)                 [4]
 #   --conc LIST    concurrency levels                                               ["1 16 128"]
 #   --stream       streaming requests (body-stream.json) instead
 #   --compare BIN  also measure this proxy-server binary (an experiment) as "compare"
-#   --workdir DIR  harness copy to use (scripts/bench.sh --workdir makes one)       [mktemp -d]
+#   --workdir DIR  where logs and results go                                        [mktemp -d]
+#   --shared DIR   the outside harness to use instead of scripts/bench/
 # Prints one line per point, then a table of medians and ratios.
 set -euo pipefail
+trap 'echo "interleave.sh: a command failed at line $LINENO" >&2' ERR
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-ROUNDS=6; DURATION=4; CONC="1 16 128"; BODY=body.json; COMPARE=""; WORK=""
+ROUNDS=6; DURATION=4; CONC="1 16 128"; BODY=body.json; COMPARE=""; WORK=""; SHARED=${BENCH_SHARED:-}
 while [ $# -gt 0 ]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2;;
@@ -30,25 +35,35 @@ while [ $# -gt 0 ]; do
     --stream) BODY=body-stream.json; shift;;
     --compare) COMPARE=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2;;
     --workdir) WORK=$2; shift 2;;
+    --shared) SHARED=$2; shift 2;;
     -h|--help) sed -n '/^# usage:/,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0;;
     *) echo "unknown option $1 (try --help)" >&2; exit 64;;
   esac
 done
 
-SHARED=${BENCH_SHARED:-$ROOT/../shared/bench}
-[ -f "$SHARED/lib.sh" ] || { echo "harness not found at $SHARED (set BENCH_SHARED)" >&2; exit 1; }
 WORK=${WORK:-$(mktemp -d -t aiproxy-interleave.XXXXXX)}
-mkdir -p "$WORK/bench"; WORK=$(cd "$WORK" && pwd)
-cp -rf "$SHARED/." "$WORK/bench/"; chmod -R u+w "$WORK/bench"
-# shellcheck source=/dev/null
-source "$WORK/bench/lib.sh"
+mkdir -p "$WORK"; WORK=$(cd "$WORK" && pwd)
+if [ -n "$SHARED" ]; then
+  [ -f "$SHARED/lib.sh" ] || { echo "no harness at $SHARED (lib.sh missing)" >&2; exit 1; }
+  # It writes beside its scripts and may be read-only: copied.
+  H="$WORK/bench"; mkdir -p "$H"
+  cp -rf "$SHARED/." "$H/"; chmod -R u+w "$H"
+else
+  H="$ROOT/scripts/bench"
+  export BENCH_WORK="$WORK"
+fi
+# shellcheck source=scripts/bench/lib.sh
+source "$H/lib.sh"
+PASSTHROUGH_CONF=${PASSTHROUGH_CONF:-$H/proxy-nginx/nginx.conf.tmpl}
 command -v oha >/dev/null && command -v nginx >/dev/null \
-  || { echo "oha and nginx are needed: run scripts/bench.sh once (its setup installs them)" >&2; exit 1; }
+  || { echo "oha and nginx are needed: run scripts/bench/setup.sh --no-litellm" >&2; exit 1; }
 
 cargo build --release --locked -q -p proxy-server --bin proxy-server --example passthrough_floor
+cargo build --release --locked -q -p aiproxy-ollama-sim --bin ollama-sim
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export PROXY_BIN="$target_dir/release/proxy-server"
 FLOOR_BIN="$target_dir/release/examples/passthrough_floor"
+export SIM_BIN="$target_dir/release/ollama-sim"
 
 export BENCH_PORT=${BENCH_PORT:-21500} OLLAMA_BASE_URL="http://127.0.0.1:$UP_PORT"
 export BENCH_DB="$WORK/interleave.db" BENCH_ADMIN_KEY="interleave-admin-$$"
@@ -62,7 +77,7 @@ cleanup() {
 trap cleanup EXIT
 port_free "$UP_PORT" || { echo "port $UP_PORT is busy (another harness run?)" >&2; exit 1; }
 upstream_start >/dev/null 2>&1
-nginx_start proxy-nginx "$WORK/bench/proxy-nginx/nginx.conf.tmpl" "$PX_PORT" >/dev/null 2>&1
+nginx_start proxy-nginx "$PASSTHROUGH_CONF" "$PX_PORT" >/dev/null 2>&1
 bash "$ROOT/scripts/bench.sh" __candidate-setup > "$WORK/interleave-setup.log" 2>&1 \
   || { cat "$WORK/interleave-setup.log" >&2; exit 1; }
 
@@ -73,7 +88,7 @@ cpu_ticks() { local t=0 p q v; for p in "$@"; do for q in $(pid_tree "$p"); do
 load() { # load CONC SECONDS URL [--output-format json]
   local c=$1 s=$2 url=$3; shift 3
   oha --no-tui -m POST -H 'Content-Type: application/json' -H "Authorization: Bearer $BENCH_USER_KEY" \
-    -D "$WORK/bench/$BODY" -z "${s}s" -c "$c" "$@" "$url"
+    -D "$H/$BODY" -z "${s}s" -c "$c" "$@" "$url"
 }
 point() { # point COLUMN CONC URL PID...
   local column=$1 c=$2 url=$3; shift 3
