@@ -215,8 +215,8 @@ impl Settings {
     /// Not one per core: the proxy shares its machine with the model server and the clients,
     /// and one worker already serves far more requests a second than a model answers. On the
     /// 2-core benchmark machine one worker used less CPU per request than two, and two
-    /// often-idle workers could fall into waking for every token of a fast stream. The runs
-    /// behind this are in `docs/performance.md` (fix 12).
+    /// often-idle workers could fall into waking for every token of a fast stream
+    /// (`docs/performance.md`).
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             return self.workers;
