@@ -79,6 +79,10 @@ impl OllamaSim {
                 })
         })
         .workers(workers)
+        // Ollama's Go server sets no idle timeout, so an idle keep-alive connection stays
+        // open until the client closes it. actix would close it after 5 s, racing every
+        // client pool that reuses connections for longer (awc keeps them 15 s).
+        .keep_alive(actix_web::http::KeepAlive::Os)
         .disable_signals()
         // A client that closes its socket ends the connection at once, so an abandoned stream
         // (even a stalled one that never writes again) is dropped and counted.
