@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::Arc;
 
-use aiproxy_api::openai::{ChatCompletionRequest, Usage};
+use aiproxy_api::openai::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
 use aiproxy_api::sse::ChatChunkWriter;
 use aiproxy_api::translate::{chat_request_to_ollama, requested_completion_tokens};
 use aiproxy_domain::{ApiKey, ApiKeyHash};
@@ -33,6 +33,71 @@ fn request_translation(c: &mut Criterion) {
             serde_json::to_vec(&translated.request).unwrap()
         })
     });
+    group.finish();
+}
+
+const ANSWER: &[u8] = br#"{"model":"llama3.2","created_at":"2025-08-20T13:48:24.316155Z","message":{"role":"assistant","content":"The sky looks blue because air molecules scatter the short blue wavelengths of sunlight far more than the longer red ones (Rayleigh scattering)."},"done":true,"done_reason":"stop","total_duration":812345678,"load_duration":12345678,"prompt_eval_count":31,"prompt_eval_duration":23456789,"eval_count":29,"eval_duration":765432109}"#;
+
+fn completion(answer: aiproxy_ollama::ChatResponse) -> ChatCompletion {
+    let message = answer.message.unwrap_or_default();
+    ChatCompletion {
+        id: "chatcmpl-0123456789abcdef".into(),
+        object: "chat.completion",
+        created: 1_700_000_000,
+        model: "llama3.2".into(),
+        choices: vec![Choice {
+            index: 0,
+            finish_reason: Some("stop"),
+            message: AssistantMessage {
+                role: "assistant",
+                content: Some(message.content),
+                reasoning_content: message.thinking,
+                tool_calls: None,
+                refusal: None,
+            },
+            logprobs: None,
+        }],
+        usage: Usage::new(
+            answer.prompt_eval_count.unwrap_or(0),
+            answer.eval_count.unwrap_or(0),
+        ),
+        system_fingerprint: "fp_ollama",
+    }
+}
+
+fn answer_translation(c: &mut Criterion) {
+    let answer: aiproxy_ollama::ChatResponse = serde_json::from_slice(ANSWER).unwrap();
+    let mut group = c.benchmark_group("answer");
+    group.bench_function(
+        "baseline: serialise Ollama's answer (derived Serialize)",
+        |b| {
+            let mut out = Vec::with_capacity(1024);
+            b.iter(|| {
+                out.clear();
+                serde_json::to_writer(&mut out, black_box(&answer)).unwrap();
+                black_box(out.len())
+            })
+        },
+    );
+    group.bench_function("Ollama answer -> chat.completion bytes (write_json)", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter(|| {
+            out.clear();
+            completion(black_box(&answer).clone()).write_json(&mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function(
+        "Ollama answer -> chat.completion bytes (derived Serialize)",
+        |b| {
+            let mut out = Vec::with_capacity(1024);
+            b.iter(|| {
+                out.clear();
+                serde_json::to_writer(&mut out, &completion(black_box(&answer).clone())).unwrap();
+                black_box(out.len())
+            })
+        },
+    );
     group.finish();
 }
 
@@ -103,5 +168,11 @@ fn key_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, request_translation, stream_translation, key_lookup);
+criterion_group!(
+    benches,
+    request_translation,
+    answer_translation,
+    stream_translation,
+    key_lookup
+);
 criterion_main!(benches);
