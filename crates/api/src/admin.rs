@@ -5,12 +5,13 @@ use aiproxy_domain::{
     ApiKey, LimitsPatch, NewUser, Page, RateLimits, UnixMillis, UsageTotals, User, UserId,
     UserPatch,
 };
+use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Admin;
 use crate::body::{content_length, read_json};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::usage::{
     TotalsBody, UsageParams, UsageReport, UsageSummary, parse_time, rfc3339, usage_report,

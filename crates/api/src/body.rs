@@ -112,3 +112,45 @@ pub(crate) fn json_bytes_response(
         .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
         .body(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use aiproxy_openai::ChatCompletionRequest;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_wrong_type_names_the_field_at_fault() {
+        let body = br#"{"model": "m", "messages": [{"role": "wizard", "content": "x"}]}"#;
+        match parse_json::<ChatCompletionRequest>(body) {
+            Err(ApiError::BadRequest { param, .. }) => {
+                assert_eq!(param.as_deref(), Some("messages[0].role"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_empty_body_and_broken_json_are_told_apart() {
+        for (body, expected) in [
+            (&b" \n"[..], "The request body is empty"),
+            (&b"{\"model\":"[..], "not valid JSON"),
+        ] {
+            match parse_json::<ChatCompletionRequest>(body) {
+                Err(ApiError::BadRequest { message, .. }) => {
+                    assert!(message.contains(expected), "{message}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        /// Arbitrary bytes as a body: a parse error at worst.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_json::<ChatCompletionRequest>(&bytes);
+        }
+    }
+}

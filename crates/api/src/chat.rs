@@ -6,20 +6,19 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient, OllamaError};
+use aiproxy_openai::{
+    ChatChunkWriter, ChatCompletion, ChatCompletionRequest, EVENT_CAPACITY, ErrorResponse,
+    SseEvent, Usage, chat_request_to_ollama,
+};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::ApiError;
 use crate::metrics::StreamGauge;
-use crate::openai::{AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, Usage};
-use crate::sse::ChatChunkWriter;
 use crate::state::AppState;
-use crate::translate::{
-    chat_request_to_ollama, finish_reason, requested_completion_tokens, tool_calls_to_openai,
-};
 
 /// Creates a chat completion: Ollama's `/api/chat`, in OpenAI's shape.
 ///
@@ -32,7 +31,7 @@ use crate::translate::{
     responses(
         (status = 200, description = "The completion, or with `stream: true` Server-Sent Events of `chat.completion.chunk` objects ending in `data: [DONE]`", content(
             (ChatCompletion = "application/json"),
-            (crate::openai::SseEvent = "text/event-stream"),
+            (SseEvent = "text/event-stream"),
         )),
         (status = 400, description = "Malformed request", body = ErrorResponse),
         (status = 401, description = "Missing, wrong or expired key", body = ErrorResponse),
@@ -58,10 +57,8 @@ pub async fn chat_completions(
         read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
     let user = user.0;
     ensure_model_allowed(&user, &request.model)?;
-    let streaming = request.stream.unwrap_or(false);
-    let requested = requested_completion_tokens(&request);
-    let model = request.model.clone();
-    let mut translated = chat_request_to_ollama(request, requested)?;
+    let mut translated = chat_request_to_ollama(request)?;
+    let model = translated.request.model.clone();
 
     let Admitted {
         accounting,
@@ -75,14 +72,10 @@ pub async fn chat_completions(
         &user,
         &model,
         Endpoint::ChatCompletions,
-        requested,
+        translated.max_tokens,
     )?;
     if let Some(budget) = budget {
-        translated
-            .request
-            .options
-            .get_or_insert_with(Default::default)
-            .insert("num_predict".into(), budget.into());
+        translated.limit_completion(budget);
     }
     // Fetched after admission so a user over a limit cannot make the proxy fetch anything; a
     // refused image leaves no usage row (the request still counts against its windows).
@@ -93,9 +86,8 @@ pub async fn chat_completions(
         accounting.cancel();
         return Err(err);
     }
-    let completion_id = format!("chatcmpl-{request_id}");
 
-    if streaming {
+    if translated.stream {
         let upstream = match client.chat_stream(&translated.request).await {
             Ok(upstream) => {
                 accounting.upstream_answered();
@@ -108,7 +100,7 @@ pub async fn chat_completions(
             upstream: Some(upstream),
             accounting: Some(accounting),
             writer: ChatChunkWriter::new(
-                completion_id,
+                &request_id,
                 model,
                 created_at.as_unix_seconds(),
                 translated.include_usage,
@@ -128,10 +120,7 @@ pub async fn chat_completions(
         }
         Err(err) => return Err(fail_before_answer(accounting, err).await),
     };
-    let usage = Usage::new(
-        answer.prompt_eval_count.unwrap_or(0),
-        answer.eval_count.unwrap_or(0),
-    );
+    let usage = Usage::from_ollama(answer.prompt_eval_count, answer.eval_count);
     // The client gets the answer only once its usage is on disk.
     accounting
         .finish(
@@ -140,39 +129,8 @@ pub async fn chat_completions(
             UsageStatus::Ok,
         )
         .await?;
-    let message = answer.message.unwrap_or_default();
-    let tool_calls = message
-        .tool_calls
-        .as_deref()
-        .filter(|calls| !calls.is_empty())
-        .map(|calls| tool_calls_to_openai(calls, &request_id, 0));
-    let completion = ChatCompletion {
-        id: completion_id,
-        object: "chat.completion",
-        created: created_at.as_unix_seconds(),
-        model,
-        choices: vec![Choice {
-            index: 0,
-            finish_reason: Some(finish_reason(
-                answer.done_reason.as_deref(),
-                tool_calls.is_some(),
-            )),
-            message: AssistantMessage {
-                role: "assistant",
-                content: if message.content.is_empty() && tool_calls.is_some() {
-                    None
-                } else {
-                    Some(message.content)
-                },
-                reasoning_content: message.thinking.filter(|t| !t.is_empty()),
-                tool_calls,
-                refusal: None,
-            },
-            logprobs: None,
-        }],
-        usage,
-        system_fingerprint: "fp_ollama",
-    };
+    let completion =
+        ChatCompletion::from_ollama(answer, &request_id, model, created_at.as_unix_seconds());
     let mut body = Vec::with_capacity(crate::body::JSON_CAPACITY);
     completion.write_json(&mut body);
     Ok(crate::body::json_bytes_response(response, body))
@@ -230,7 +188,7 @@ impl SseStream {
                     return Some(self.finish(chunk).await);
                 }
                 Some(Ok(chunk)) => {
-                    let mut out = Vec::with_capacity(crate::sse::EVENT_CAPACITY);
+                    let mut out = Vec::with_capacity(EVENT_CAPACITY);
                     if let Some(message) = chunk.message {
                         if !message.content.is_empty()
                             || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
@@ -278,16 +236,13 @@ impl SseStream {
     /// The last content (if any), the finish chunk, the usage chunk and `[DONE]`, sent only
     /// after the usage row is committed.
     async fn finish(&mut self, last: ollama::ChatResponse) -> Bytes {
-        let mut out = Vec::with_capacity(4 * crate::sse::EVENT_CAPACITY);
+        let mut out = Vec::with_capacity(4 * EVENT_CAPACITY);
         if let Some(message) = last.message {
             self.writer.write_deltas(&mut out, message);
         }
         self.writer
             .write_finish(&mut out, last.done_reason.as_deref());
-        let usage = Usage::new(
-            last.prompt_eval_count.unwrap_or(0),
-            last.eval_count.unwrap_or(0),
-        );
+        let usage = Usage::from_ollama(last.prompt_eval_count, last.eval_count);
         let committed = match self.accounting.take() {
             Some(accounting) => {
                 accounting

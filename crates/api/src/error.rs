@@ -5,33 +5,10 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use aiproxy_domain::{StoreError, ValidationError};
 use aiproxy_ollama::{OllamaError, TimeoutPhase};
+use aiproxy_openai::{ErrorBody, ErrorResponse, InvalidRequest};
 use aiproxy_ratelimit::{LimitKind, Rejection};
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use crate::headers::rate_limit_headers;
-
-/// OpenAI's error envelope: `{"error": {...}}`.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}))]
-pub struct ErrorResponse {
-    /// What went wrong.
-    pub error: ErrorBody,
-}
-
-/// The body of an OpenAI error; all four fields are always present.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// A message written for the client: what was wrong and what to do.
-    pub message: String,
-    /// The error class (`invalid_request_error`, `server_error`, `requests`, `tokens`, …).
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The request field at fault, when known (`messages[0].content`).
-    pub param: Option<String>,
-    /// A stable machine-readable code (`invalid_api_key`, `model_not_found`, …).
-    pub code: Option<&'static str>,
-}
 
 /// Everything a request can fail with. Each variant decides its status, OpenAI `type` and
 /// `code`, message and headers in [`ApiError::describe`], one exhaustive table.
@@ -108,6 +85,16 @@ impl From<ValidationError> for ApiError {
             message: err.to_string(),
             param: Some(err.field.to_owned()),
             code: Some("invalid_value"),
+        }
+    }
+}
+
+impl From<InvalidRequest> for ApiError {
+    fn from(err: InvalidRequest) -> Self {
+        ApiError::BadRequest {
+            message: err.message,
+            param: err.param,
+            code: err.code,
         }
     }
 }

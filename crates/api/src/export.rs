@@ -4,12 +4,13 @@
 use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpResponse, get, web};
 use aiproxy_domain::UsageRecord;
+use aiproxy_openai::ErrorResponse;
 use bytes::Bytes;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Admin;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::usage::{UsageParams, UsageRecordBody, filter_from};
 

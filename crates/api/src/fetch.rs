@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 
 use crate::error::ApiError;
 use crate::images::{ImageFetchSettings, forbidden_reason};
-use crate::translate::{TranslatedChat, image_kind};
+use aiproxy_openai::{TranslatedChat, image_kind};
 
 /// Fetches every pending image of `chat` and puts its base64 into the Ollama request.
 pub(crate) async fn fill_images(

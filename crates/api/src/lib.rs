@@ -1,5 +1,9 @@
 //! The OpenAI-compatible HTTP surface of aiproxy on actix-web: routes, bearer-key extractors,
-//! translation to and from Ollama, OpenAI-shaped errors, and the OpenAPI description.
+//! admission and accounting, OpenAI-shaped errors, and the OpenAPI description.
+//!
+//! OpenAI's wire types and their translation to and from Ollama's are `aiproxy-openai`'s; this
+//! crate adds what needs HTTP and I/O around them (bodies, keys, limits, the upstream call,
+//! fetching images, streaming).
 //!
 //! This crate does not open databases or read configuration: the caller hands it an
 //! [`AppState`] (any [`aiproxy_domain::Store`], a [`aiproxy_ratelimit::RateLimiter`], settings)
@@ -49,14 +53,11 @@ mod export;
 mod fetch;
 mod headers;
 mod health;
-pub mod images;
+mod images;
 mod metrics;
 mod models;
-pub mod openai;
 mod request_id;
-pub mod sse;
 mod state;
-pub mod translate;
 mod usage;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -64,7 +65,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 pub use auth::{Admin, AuthedUser};
-pub use error::{ApiError, ErrorBody, ErrorResponse};
+pub use error::ApiError;
 pub use images::ImageFetchSettings;
 pub use metrics::Metrics;
 pub use request_id::assign_request_id;

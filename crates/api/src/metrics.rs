@@ -243,7 +243,7 @@ fn escape(label: &str) -> String {
     tag = "admin",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "Not the admin key", body = crate::error::ErrorResponse),
+        (status = 401, description = "Not the admin key", body = aiproxy_openai::ErrorResponse),
     ),
     security(("admin_key" = []), ())
 )]

@@ -2,12 +2,12 @@
 
 use actix_web::{HttpResponse, get, web};
 use aiproxy_domain::UnixMillis;
-use aiproxy_ollama::{ModelInfo, OllamaClient};
+use aiproxy_ollama::OllamaClient;
+use aiproxy_openai::{ErrorResponse, Model, ModelList, find_model, model_id};
 
 use crate::auth::AuthedUser;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::ApiError;
 use crate::headers::current_limit_headers;
-use crate::openai::{Model, ModelList};
 use crate::state::AppState;
 
 /// Lists the models Ollama has that this user may call.
@@ -27,20 +27,18 @@ pub async fn list_models(
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
     let tags = client.tags().await?;
+    let now = UnixMillis::now().as_unix_seconds();
     let data = tags
         .models
         .iter()
         .filter(|m| user.0.may_use_model(model_id(m)))
-        .map(to_openai)
+        .map(|m| Model::from_ollama(m, now))
         .collect();
     let mut response = HttpResponse::Ok();
     for header in current_limit_headers(&state, &user.0) {
         response.insert_header(header);
     }
-    Ok(response.json(ModelList {
-        object: "list",
-        data,
-    }))
+    Ok(response.json(ModelList::new(data)))
 }
 
 /// One model, by name (with or without its tag).
@@ -69,49 +67,13 @@ pub async fn get_model(
         return Err(not_found());
     }
     let tags = client.tags().await?;
-    let with_tag = if wanted.contains(':') {
-        wanted.clone()
-    } else {
-        format!("{wanted}:latest")
-    };
-    let found = tags
-        .models
-        .iter()
-        .find(|m| model_id(m) == with_tag || model_id(m) == wanted)
-        .ok_or_else(not_found)?;
+    let found = find_model(&tags.models, &wanted).ok_or_else(not_found)?;
     let mut response = HttpResponse::Ok();
     for header in current_limit_headers(&state, &user.0) {
         response.insert_header(header);
     }
-    Ok(response.json(to_openai(found)))
-}
-
-fn model_id(info: &ModelInfo) -> &str {
-    if info.model.is_empty() {
-        &info.name
-    } else {
-        &info.model
-    }
-}
-
-fn to_openai(info: &ModelInfo) -> Model {
-    let id = model_id(info);
-    let owned_by = match id.split_once('/') {
-        Some((namespace, _)) => namespace.to_owned(),
-        None => "library".to_owned(),
-    };
-    Model {
-        id: id.to_owned(),
-        object: "model",
-        created: parse_rfc3339_seconds(&info.modified_at)
-            .unwrap_or_else(|| UnixMillis::now().as_unix_seconds()),
-        owned_by,
-    }
-}
-
-/// Unix seconds of an RFC 3339 time such as Ollama's `modified_at`.
-fn parse_rfc3339_seconds(text: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    Ok(response.json(Model::from_ollama(
+        found,
+        UnixMillis::now().as_unix_seconds(),
+    )))
 }

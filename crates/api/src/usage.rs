@@ -5,11 +5,12 @@ use aiproxy_domain::{
     UnixMillis, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord, UsageSummaryRow,
     UsageTotals, UserId,
 };
+use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AuthedUser;
-use crate::error::{ApiError, ErrorResponse};
+use crate::error::ApiError;
 use crate::headers::current_limit_headers;
 use crate::state::AppState;
 

@@ -2,7 +2,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-fn workspace_edges() -> BTreeMap<String, BTreeSet<(String, String)>> {
+/// Each workspace package's dependencies with their kind (`normal`, `dev`, `build`): only
+/// those on our own packages, or with `all` every one.
+fn workspace_edges(all: bool) -> BTreeMap<String, BTreeSet<(String, String)>> {
     let output = std::process::Command::new(env!("CARGO"))
         .args([
             "metadata",
@@ -33,7 +35,7 @@ fn workspace_edges() -> BTreeMap<String, BTreeSet<(String, String)>> {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|d| ours.contains(d["name"].as_str().unwrap()))
+            .filter(|d| all || ours.contains(d["name"].as_str().unwrap()))
             .map(|d| {
                 let kind = d["kind"].as_str().unwrap_or("normal").to_owned();
                 (d["name"].as_str().unwrap().to_owned(), kind)
@@ -57,7 +59,7 @@ fn normal_deps(
 
 #[test]
 fn dependencies_point_one_way() {
-    let edges = workspace_edges();
+    let edges = workspace_edges(false);
     let set = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     assert_eq!(
         normal_deps(&edges, "aiproxy-domain"),
@@ -79,8 +81,18 @@ fn dependencies_point_one_way() {
         "the simulator shares no wire types"
     );
     assert_eq!(
+        normal_deps(&edges, "aiproxy-openai"),
+        set(&["aiproxy-ollama"]),
+        "a wire crate translates to Ollama's types and knows nothing else of ours"
+    );
+    assert_eq!(
         normal_deps(&edges, "aiproxy-api"),
-        set(&["aiproxy-domain", "aiproxy-ollama", "aiproxy-ratelimit"]),
+        set(&[
+            "aiproxy-domain",
+            "aiproxy-ollama",
+            "aiproxy-openai",
+            "aiproxy-ratelimit"
+        ]),
         "api sees the database only through the domain traits"
     );
     // Tests may start the real server (dev-dependencies); no library or tool builds on it.
@@ -97,4 +109,23 @@ fn dependencies_point_one_way() {
         normal_deps(&edges, "proxy-server").contains("aiproxy-api"),
         "the binary wires the api crate"
     );
+}
+
+#[test]
+fn wire_crates_name_no_http_framework_or_runtime() {
+    let edges = workspace_edges(true);
+    let io = [
+        "actix-web",
+        "actix-rt",
+        "actix-tls",
+        "awc",
+        "tokio",
+        "rustls",
+    ];
+    let wire = "aiproxy-openai";
+    let named: Vec<String> = normal_deps(&edges, wire)
+        .into_iter()
+        .filter(|dep| io.contains(&dep.as_str()))
+        .collect();
+    assert!(named.is_empty(), "{wire} depends on {named:?}");
 }

@@ -1,16 +1,68 @@
-//! Ollama's streamed chat lines as OpenAI `chat.completion.chunk` Server-Sent Events.
+//! The streamed chat answer: Ollama's chat lines as `chat.completion.chunk` events.
 //!
-//! Pure: it writes bytes into a buffer and keeps the little state a stream needs (whether the
-//! role was sent, how many tool calls so far), so it is tested and benchmarked on its own.
+//! Pure: [`ChatChunkWriter`] writes bytes into a buffer and keeps the little state a stream
+//! needs (whether the role was sent, how many tool calls so far).
 
 use aiproxy_ollama as ollama;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
-use crate::openai::{ChatCompletionChunk, ChunkChoice, Delta, Usage};
-use crate::translate::{finish_reason, tool_calls_to_openai};
+use crate::chat_completion::{ResponseToolCall, finish_reason, tool_calls_to_openai};
+use crate::sse::{DONE_EVENT, write_event};
+use crate::usage::Usage;
 
-/// Room for one streamed event (a token's `chat.completion.chunk` is about 200 bytes), so an
-/// event's buffer is not grown from nothing for every token.
-pub(crate) const EVENT_CAPACITY: usize = 256;
+/// `chat.completion.chunk`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletionChunk<'a> {
+    /// Shared by every chunk of one completion.
+    pub id: &'a str,
+    /// Always `chat.completion.chunk`.
+    pub object: &'static str,
+    /// Shared by every chunk of one completion.
+    pub created: i64,
+    /// The model as requested.
+    pub model: &'a str,
+    /// Always `fp_ollama`.
+    pub system_fingerprint: &'static str,
+    /// One choice, or none in the final usage chunk.
+    pub choices: &'a [ChunkChoice],
+    /// `null` on every chunk but the last when usage was asked for; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Usage>)]
+    pub usage: Option<Option<Usage>>,
+}
+
+/// One choice of a chunk.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkChoice {
+    /// Always 0.
+    pub index: u32,
+    /// What is new.
+    pub delta: Delta,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<Value>,
+    /// Set on the last choice chunk.
+    pub finish_reason: Option<&'static str>,
+}
+
+/// What a chunk adds.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Delta {
+    /// `assistant`, in the first chunk only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    /// New text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// New reasoning text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    /// Tool calls, each whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ResponseToolCall>>,
+}
 
 /// Writes the SSE events of one streamed chat completion.
 #[derive(Debug)]
@@ -24,12 +76,12 @@ pub struct ChatChunkWriter {
 }
 
 impl ChatChunkWriter {
-    /// A writer for the completion `id` of `model`, created at `created` (Unix seconds). With
-    /// `include_usage`, every chunk carries `"usage": null` and [`Self::write_usage`] writes the
-    /// final usage chunk.
-    pub fn new(id: String, model: String, created: i64, include_usage: bool) -> Self {
+    /// A writer for the completion `chatcmpl-<request_id>` of `model`, created at `created`
+    /// (Unix seconds). With `include_usage`, every chunk carries `"usage": null` and
+    /// [`Self::write_usage`] writes the final usage chunk.
+    pub fn new(request_id: &str, model: String, created: i64, include_usage: bool) -> Self {
         Self {
-            id,
+            id: format!("chatcmpl-{request_id}"),
             model,
             created,
             include_usage,
@@ -58,7 +110,7 @@ impl ChatChunkWriter {
         if self.include_usage {
             self.write_chunk(out, &[], Some(usage));
         }
-        out.extend_from_slice(b"data: [DONE]\n\n");
+        out.extend_from_slice(DONE_EVENT);
     }
 
     /// Appends the chunks for one upstream message: reasoning, then content, then tool calls
@@ -123,10 +175,7 @@ impl ChatChunkWriter {
             choices,
             usage: self.include_usage.then_some(usage),
         };
-        out.extend_from_slice(b"data: ");
-        // Serialising strings, numbers and options into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &chunk);
-        out.extend_from_slice(b"\n\n");
+        write_event(out, &chunk);
     }
 }
 
@@ -153,7 +202,7 @@ mod tests {
 
     #[test]
     fn role_once_then_content_then_finish_usage_and_done() {
-        let mut writer = ChatChunkWriter::new("chatcmpl-1".into(), "m".into(), 7, true);
+        let mut writer = ChatChunkWriter::new("1", "m".into(), 7, true);
         let mut out = Vec::new();
         writer.write_deltas(&mut out, text("Hel"));
         writer.write_deltas(&mut out, text(""));
@@ -178,7 +227,7 @@ mod tests {
 
     #[test]
     fn tool_calls_number_on_and_finish_as_tool_calls() {
-        let mut writer = ChatChunkWriter::new("c".into(), "m".into(), 0, false);
+        let mut writer = ChatChunkWriter::new("c", "m".into(), 0, false);
         let mut out = Vec::new();
         let call = |name: &str| ollama::ToolCall {
             id: None,
@@ -216,7 +265,7 @@ mod tests {
         /// valid JSON, and never panics.
         #[test]
         fn arbitrary_lines_give_well_formed_events(lines in prop::collection::vec(".{0,40}", 0..20)) {
-            let mut writer = ChatChunkWriter::new("c".into(), "m".into(), 0, true);
+            let mut writer = ChatChunkWriter::new("c", "m".into(), 0, true);
             let mut out = Vec::new();
             for line in &lines {
                 if let Ok(chunk) = serde_json::from_str::<ollama::ChatResponse>(line)
