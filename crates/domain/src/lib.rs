@@ -31,9 +31,9 @@ pub use store::{Page, Store, StoreError, UsageCommit, UsageStore, UserStore};
 pub use timestamp::UnixMillis;
 pub use usage::{
     Endpoint, UsageEvent, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord,
-    UsageStatus, UsageSummaryRow, UsageTotals,
+    UsageStatus, UsageSummaryRow, UsageTotals, UserSummary,
 };
-pub use user::{NewUser, User, UserId, UserPatch, UserSummary};
+pub use user::{NewUser, User, UserId, UserPatch};
 
 /// A value that failed validation, with a message written for the person who sent it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{UnixMillis, UserId};
+use crate::{UnixMillis, User, UserId};
 
 /// Which proxy endpoint a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -96,6 +96,15 @@ impl UsageRecord {
     pub fn total_tokens(&self) -> u64 {
         self.prompt_tokens.saturating_add(self.completion_tokens)
     }
+}
+
+/// A user with its lifetime usage, as listings show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSummary {
+    /// The user.
+    pub user: User,
+    /// Everything the user has used, over its whole life.
+    pub totals: UsageTotals,
 }
 
 /// Sums over a set of usage records.

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{ApiKeyHash, RateLimits, UnixMillis, UsageTotals, ValidationError};
+use crate::{ApiKeyHash, RateLimits, UnixMillis, ValidationError};
 
 const MAX_USER_ID_LEN: usize = 64;
 
@@ -100,15 +100,6 @@ impl User {
 
 fn normalise_model_name(name: &str) -> &str {
     name.strip_suffix(":latest").unwrap_or(name)
-}
-
-/// A user with its lifetime usage, as listings show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserSummary {
-    /// The user.
-    pub user: User,
-    /// Everything the user has used, over its whole life.
-    pub totals: UsageTotals,
 }
 
 /// Everything needed to create a user. The key is already hashed: a store never sees one in
