@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use actix_web::http::header::{HeaderName, HeaderValue};
 use aiproxy_domain::{Endpoint, UnixMillis, UsageCommit, UsageRecord, UsageStatus, UserId};
 use aiproxy_ratelimit::Reservation;
 
@@ -179,7 +180,7 @@ pub(crate) fn admit(
     let budget = reservation.completion_budget();
     let request_id = crate::request_id::request_id(req);
     let mut response = actix_web::HttpResponse::Ok();
-    for header in crate::headers::rate_limit_headers(reservation.status()) {
+    for header in crate::ratelimit_headers::rate_limit_headers(reservation.status()) {
         response.insert_header(header);
     }
     let accounting = Accounting::new(
@@ -198,4 +199,16 @@ pub(crate) fn admit(
         request_id,
         created_at,
     })
+}
+
+/// The current `x-ratelimit-*` headers of a user, for responses that do not go through
+/// admission (model lists, usage reports): OpenAI sends them on every response.
+pub(crate) fn current_limit_headers(
+    state: &AppState,
+    user: &aiproxy_domain::User,
+) -> Vec<(HeaderName, HeaderValue)> {
+    let status = state
+        .limiter
+        .status(&user.id, &user.limits, aiproxy_domain::UnixMillis::now());
+    crate::ratelimit_headers::rate_limit_headers(&status)
 }

@@ -17,7 +17,6 @@ use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::ApiError;
-use crate::metrics::StreamGauge;
 use crate::state::AppState;
 
 /// Creates a chat completion: Ollama's `/api/chat`, in OpenAI's shape.
@@ -81,7 +80,7 @@ pub async fn chat_completions(
     // refused image leaves no usage row (the request still counts against its windows).
     if !translated.pending_images.is_empty()
         && let Err(err) =
-            crate::fetch::fill_images(&mut translated, &state.settings.image_fetch).await
+            crate::image_fetch::fill_images(&mut translated, &state.settings.image_fetch).await
     {
         accounting.cancel();
         return Err(err);
@@ -131,9 +130,9 @@ pub async fn chat_completions(
         .await?;
     let completion =
         ChatCompletion::from_ollama(answer, &request_id, model, created_at.as_unix_seconds());
-    let mut body = Vec::with_capacity(crate::body::JSON_CAPACITY);
+    let mut body = Vec::with_capacity(crate::json_response::JSON_CAPACITY);
     completion.write_json(&mut body);
-    Ok(crate::body::json_bytes_response(response, body))
+    Ok(crate::json_response::json_bytes_response(response, body))
 }
 
 /// Ends the bill of a request that failed before any answer: no row when Ollama was never
@@ -261,5 +260,21 @@ impl SseStream {
         }
         self.writer.write_usage(&mut out, usage);
         Bytes::from(out)
+    }
+}
+
+/// Counts an open stream until dropped.
+pub(crate) struct StreamGauge(web::Data<AppState>);
+
+impl StreamGauge {
+    pub(crate) fn open(state: &web::Data<AppState>) -> Self {
+        state.metrics.stream_opened();
+        Self(state.clone())
+    }
+}
+
+impl Drop for StreamGauge {
+    fn drop(&mut self) {
+        self.0.metrics.stream_closed();
     }
 }

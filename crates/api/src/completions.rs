@@ -16,9 +16,8 @@ use futures_util::StreamExt as _;
 use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
-use crate::chat::fail_before_answer;
+use crate::chat::{StreamGauge, fail_before_answer};
 use crate::error::ApiError;
-use crate::metrics::StreamGauge;
 use crate::state::AppState;
 
 /// Creates a text completion (legacy API).
@@ -113,7 +112,7 @@ pub async fn completions(
         .await?;
     let completion =
         TextCompletion::from_ollama(answer, &request_id, model, created_at.as_unix_seconds());
-    Ok(crate::body::json_response(response, &completion))
+    Ok(crate::json_response::json_response(response, &completion))
 }
 
 struct TextSse {

@@ -61,5 +61,5 @@ pub async fn embeddings(
     let prompt_tokens = answer.prompt_eval_count.unwrap_or(0);
     accounting.finish(prompt_tokens, 0, UsageStatus::Ok).await?;
     let list = EmbeddingList::from_ollama(answer, translated.request.model, translated.encoding);
-    Ok(crate::body::json_response(response, &list))
+    Ok(crate::json_response::json_response(response, &list))
 }

@@ -8,7 +8,7 @@ use aiproxy_ollama::{OllamaError, TimeoutPhase};
 use aiproxy_openai::{ErrorBody, ErrorResponse, InvalidRequest};
 use aiproxy_ratelimit::{LimitKind, Rejection};
 
-use crate::headers::rate_limit_headers;
+use crate::ratelimit_headers::rate_limit_headers;
 
 /// Everything a request can fail with. Each variant decides its status, OpenAI `type` and
 /// `code`, message and headers in [`ApiError::describe`], one exhaustive table.
@@ -406,7 +406,7 @@ impl ResponseError for ApiError {
         for (name, value) in headers {
             response.insert_header((name, value));
         }
-        crate::body::json_response(response, &ErrorResponse { error: body })
+        crate::json_response::json_response(response, &ErrorResponse { error: body })
     }
 }
 

@@ -50,12 +50,14 @@ mod completions;
 mod embeddings;
 mod error;
 mod export;
-mod fetch;
-mod headers;
+mod forbidden_addresses;
 mod health;
-mod images;
+mod image_fetch;
+mod json_response;
 mod metrics;
+mod metrics_route;
 mod models;
+mod ratelimit_headers;
 mod request_id;
 mod state;
 mod usage;
@@ -66,7 +68,7 @@ use utoipa::{Modify, OpenApi};
 
 pub use auth::{Admin, AuthedUser};
 pub use error::ApiError;
-pub use images::ImageFetchSettings;
+pub use image_fetch::ImageFetchSettings;
 pub use metrics::Metrics;
 pub use request_id::assign_request_id;
 pub use state::{ApiSettings, AppState, ExtraMetrics, KeyCache};
@@ -98,7 +100,7 @@ pub fn configure(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
         .service(admin::rotate_key)
         .service(admin::all_usage_summary)
         .service(export::export_usage)
-        .service(metrics::metrics);
+        .service(metrics_route::metrics);
 }
 
 /// The OpenAPI document's fixed parts: info, tags and the two bearer schemes. Paths and

@@ -1,4 +1,4 @@
-//! `GET /metrics`: the operator's view in Prometheus text format.
+//! The counters behind `/metrics` and their Prometheus text format.
 //!
 //! Counters are plain atomics, and the few labelled ones sit behind short mutexes that are
 //! touched once per request, so recording costs far less than the request itself.
@@ -9,11 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, get, web};
 use aiproxy_ratelimit::LimitKind;
-
-use crate::error::ApiError;
-use crate::state::AppState;
 
 const LATENCY_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
@@ -145,6 +141,14 @@ impl Metrics {
         self.time_to_first_token.observe(elapsed);
     }
 
+    pub(crate) fn stream_opened(&self) {
+        self.open_streams.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stream_closed(&self) {
+        self.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
@@ -215,52 +219,9 @@ impl Metrics {
     }
 }
 
-/// Counts an open stream until dropped.
-pub(crate) struct StreamGauge(web::Data<AppState>);
-
-impl StreamGauge {
-    pub(crate) fn open(state: &web::Data<AppState>) -> Self {
-        state.metrics.open_streams.fetch_add(1, Ordering::Relaxed);
-        Self(state.clone())
-    }
-}
-
-impl Drop for StreamGauge {
-    fn drop(&mut self) {
-        self.0.metrics.open_streams.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 fn escape(label: &str) -> String {
     label
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Prometheus metrics. Needs the admin key unless the operator made metrics public.
-#[utoipa::path(
-    tag = "admin",
-    responses(
-        (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "Not the admin key", body = aiproxy_openai::ErrorResponse),
-    ),
-    security(("admin_key" = []), ())
-)]
-#[get("/metrics")]
-pub async fn metrics(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    if !state.settings.metrics_public {
-        use actix_web::FromRequest as _;
-        crate::auth::Admin::extract(&req).await?;
-    }
-    let mut text = state.metrics.render();
-    if let Some(extra) = &state.extra_metrics {
-        extra(&mut text);
-    }
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text))
 }

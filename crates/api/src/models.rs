@@ -5,9 +5,9 @@ use aiproxy_domain::UnixMillis;
 use aiproxy_ollama::OllamaClient;
 use aiproxy_openai::{ErrorResponse, Model, ModelList, find_model, model_id};
 
+use crate::accounting::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
-use crate::headers::current_limit_headers;
 use crate::state::AppState;
 
 /// Lists the models Ollama has that this user may call.

@@ -1,7 +1,6 @@
 //! What every handler shares: the store, the limiter, the key cache and the settings.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aiproxy_domain::{ApiKeyHash, Store, User, UserId};
@@ -15,7 +14,7 @@ pub struct ApiSettings {
     /// The largest request body accepted, in bytes (images arrive inline, so it is generous).
     pub max_body_bytes: usize,
     /// How images given by URL are fetched.
-    pub image_fetch: crate::images::ImageFetchSettings,
+    pub image_fetch: crate::image_fetch::ImageFetchSettings,
     /// Serve `/metrics` without the admin key (for a scraper on a trusted network).
     pub metrics_public: bool,
 }
@@ -36,7 +35,7 @@ impl Default for ApiSettings {
         Self {
             admin_api_key: "admin-secret-key".into(),
             max_body_bytes: 32 * 1024 * 1024,
-            image_fetch: crate::images::ImageFetchSettings::default(),
+            image_fetch: crate::image_fetch::ImageFetchSettings::default(),
             metrics_public: false,
         }
     }
@@ -122,31 +121,4 @@ impl KeyCache {
             users.clear();
         }
     }
-}
-
-/// Request ids: unique within a process and across restarts (a random prefix drawn at start),
-/// and cheap (a counter, no system call per request).
-pub(crate) fn next_request_id() -> String {
-    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 4];
-        // Without the OS random source ids stay unique within this process, which is what
-        // matters for one server; fall back to the clock.
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes = (aiproxy_domain::UnixMillis::now().0 as u32).to_le_bytes();
-        }
-        u32::from_le_bytes(bytes)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // `format!("{prefix:08x}{n:016x}")`, written by hand: this runs on every request.
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(24);
-    for shift in (0..8).rev() {
-        id.push(char::from(HEX[(prefix >> (shift * 4)) as usize & 0xf]));
-    }
-    for shift in (0..16).rev() {
-        id.push(char::from(HEX[(n >> (shift * 4)) as usize & 0xf]));
-    }
-    id
 }

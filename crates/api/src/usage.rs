@@ -9,9 +9,9 @@ use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::accounting::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
-use crate::headers::current_limit_headers;
 use crate::state::AppState;
 
 const DEFAULT_PAGE: u32 = 50;

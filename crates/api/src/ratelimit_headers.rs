@@ -78,18 +78,6 @@ impl StackText {
     }
 }
 
-/// The current `x-ratelimit-*` headers of a user, for responses that do not go through
-/// admission (model lists, usage reports): OpenAI sends them on every response.
-pub(crate) fn current_limit_headers(
-    state: &crate::state::AppState,
-    user: &aiproxy_domain::User,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let status = state
-        .limiter
-        .status(&user.id, &user.limits, aiproxy_domain::UnixMillis::now());
-    rate_limit_headers(&status)
-}
-
 /// Formats milliseconds the way Go's `time.Duration` prints, as OpenAI's reset headers do:
 /// `0s`, `12ms`, `1s`, `1.5s`, `6m0s`, `1h2m3s`.
 #[cfg(test)]

@@ -1,39 +1,11 @@
-//! Fetching images given by URL, without letting the proxy become a way into its network.
-//!
-//! Every address a host name resolves to is checked before connecting, on every redirect hop,
-//! so neither DNS tricks nor redirects reach loopback, private, link-local, unique-local or
-//! cloud-metadata addresses (unless the operator allows private networks).
+//! The addresses an image URL may not lead to, so fetching images does not make the proxy a
+//! way into its network: loopback, private, link-local, unique-local and cloud-metadata
+//! addresses (unless the operator allows private networks; metadata never).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
-
-/// How image URLs are fetched.
-#[derive(Debug, Clone)]
-pub struct ImageFetchSettings {
-    /// Whole-fetch deadline per image.
-    pub timeout: Duration,
-    /// The largest image accepted, in bytes.
-    pub max_bytes: usize,
-    /// How many redirects are followed.
-    pub max_redirects: u8,
-    /// Allow private, loopback and link-local addresses (for labs whose images live inside).
-    /// Cloud metadata addresses stay refused even then.
-    pub allow_private_networks: bool,
-}
-
-impl Default for ImageFetchSettings {
-    fn default() -> Self {
-        Self {
-            timeout: Duration::from_secs(10),
-            max_bytes: 20 * 1024 * 1024,
-            max_redirects: 3,
-            allow_private_networks: false,
-        }
-    }
-}
 
 /// Why an address may not be fetched from, or `None` when it may.
-pub fn forbidden_reason(ip: IpAddr, allow_private_networks: bool) -> Option<&'static str> {
+pub(crate) fn forbidden_reason(ip: IpAddr, allow_private_networks: bool) -> Option<&'static str> {
     let ip = match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -1,16 +1,46 @@
-//! Fetching `image_url` parts given by http(s) URL, under the rules in [`crate::images`].
+//! Fetching `image_url` parts given by http(s) URL, without letting the proxy become a way
+//! into its network.
+//!
+//! Every address a host name resolves to is checked (against [`crate::forbidden_addresses`])
+//! before connecting, on every redirect hop, so neither DNS tricks nor redirects reach an
+//! address inside; size and time are capped, and only image bytes are accepted.
 
 use std::error::Error as StdError;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::{StatusCode, Uri, header};
 use base64::Engine as _;
 use futures_util::StreamExt as _;
 
 use crate::error::ApiError;
-use crate::images::{ImageFetchSettings, forbidden_reason};
+use crate::forbidden_addresses::forbidden_reason;
 use aiproxy_openai::{TranslatedChat, image_kind};
+
+/// How image URLs are fetched.
+#[derive(Debug, Clone)]
+pub struct ImageFetchSettings {
+    /// Whole-fetch deadline per image.
+    pub timeout: Duration,
+    /// The largest image accepted, in bytes.
+    pub max_bytes: usize,
+    /// How many redirects are followed.
+    pub max_redirects: u8,
+    /// Allow private, loopback and link-local addresses (for labs whose images live inside).
+    /// Cloud metadata addresses stay refused even then.
+    pub allow_private_networks: bool,
+}
+
+impl Default for ImageFetchSettings {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            max_bytes: 20 * 1024 * 1024,
+            max_redirects: 3,
+            allow_private_networks: false,
+        }
+    }
+}
 
 /// Fetches every pending image of `chat` and puts its base64 into the Ollama request.
 pub(crate) async fn fill_images(
