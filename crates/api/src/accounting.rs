@@ -1,22 +1,26 @@
-//! One request's bill: the rate-limit reservation it holds and the usage row it will leave.
+//! One admitted request's bill: its ticket and the usage row it will leave.
 //!
-//! An [`Accounting`] is created when a request is admitted and must end in exactly one usage
-//! row. Finishing it settles the reservation with the real token counts and writes the row;
+//! An [`Accounting`] is opened once a request is admitted and must end in exactly one usage
+//! row. Finishing it settles the ticket with the real token counts and writes the row;
 //! dropping it unfinished (the client went away mid-stream) does both with what was counted
-//! so far and marks the row `aborted`.
+//! so far and marks the row `aborted`. Cancelling it (the request never reached Ollama)
+//! leaves no row.
 
 use std::time::Instant;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::web;
 use aiproxy_domain::{Endpoint, UnixMillis, UsageCommit, UsageRecord, UsageStatus, UserId};
-use aiproxy_ratelimit::Reservation;
+use aiproxy_ollama::{OllamaError, TimeoutPhase};
 
+use crate::admission::Ticket;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The bill of one admitted request.
 pub(crate) struct Accounting {
-    state: actix_web::web::Data<AppState>,
-    reservation: Option<Reservation>,
+    state: web::Data<AppState>,
+    /// Taken when the bill is finished or cancelled.
+    ticket: Option<Ticket>,
     user_id: UserId,
     model: String,
     endpoint: Endpoint,
@@ -25,36 +29,35 @@ pub(crate) struct Accounting {
     created_at: UnixMillis,
     /// Completion tokens seen so far in a stream (one per content chunk, as Ollama streams one
     /// token per line); the estimate used when no final count arrives.
-    pub(crate) streamed_tokens: u64,
+    streamed_tokens: u64,
     first_token_seen: bool,
 }
 
 impl Accounting {
-    fn new(
-        state: actix_web::web::Data<AppState>,
-        reservation: Reservation,
-        user_id: UserId,
+    /// The bill of the request `request_id` of `user_id` to `model` through `endpoint`.
+    pub(crate) fn open(
+        state: &web::Data<AppState>,
+        ticket: Ticket,
+        user_id: &UserId,
         model: String,
         endpoint: Endpoint,
         request_id: String,
-        created_at: UnixMillis,
     ) -> Self {
         Self {
-            state,
-            reservation: Some(reservation),
-            user_id,
+            state: state.clone(),
+            created_at: ticket.admitted_at(),
+            ticket: Some(ticket),
+            user_id: user_id.clone(),
             model,
             endpoint,
             request_id,
             started: Instant::now(),
-            created_at,
             streamed_tokens: 0,
             first_token_seen: false,
         }
     }
 
-    /// Settles the reservation and queues the usage row; the future resolves once it is on
-    /// disk.
+    /// Settles the ticket and queues the usage row; the future resolves once it is on disk.
     pub(crate) fn finish(
         mut self,
         prompt_tokens: u64,
@@ -64,8 +67,15 @@ impl Accounting {
         self.write(prompt_tokens, completion_tokens, status)
     }
 
-    /// Notes, once, that the first token of a stream went out.
-    pub(crate) fn first_token_sent(&mut self) {
+    /// Ends the bill with the tokens streamed so far, as an `error` row.
+    pub(crate) fn finish_streamed_as_error(self) -> UsageCommit {
+        let tokens = self.streamed_tokens;
+        self.finish(0, tokens, UsageStatus::Error)
+    }
+
+    /// Counts a streamed token; the first one also goes into the time-to-first-token metric.
+    pub(crate) fn token_streamed(&mut self) {
+        self.streamed_tokens += 1;
         if !self.first_token_seen {
             self.first_token_seen = true;
             self.state.metrics.first_token(self.started.elapsed());
@@ -77,10 +87,10 @@ impl Accounting {
         self.state.metrics.upstream_head(self.started.elapsed());
     }
 
-    /// Releases the reservation without a usage row: the request never reached Ollama.
+    /// Releases the ticket without a usage row: the request never reached Ollama.
     pub(crate) fn cancel(mut self) {
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(0, UnixMillis::now());
+        if let Some(ticket) = self.ticket.take() {
+            ticket.cancel();
         }
     }
 
@@ -90,10 +100,6 @@ impl Accounting {
         completion_tokens: u64,
         status: UsageStatus,
     ) -> UsageCommit {
-        let total = prompt_tokens.saturating_add(completion_tokens);
-        if let Some(reservation) = self.reservation.take() {
-            reservation.settle(total, UnixMillis::now());
-        }
         self.state.metrics.usage(
             &self.model,
             self.endpoint.as_str(),
@@ -112,103 +118,91 @@ impl Accounting {
             duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             created_at: self.created_at,
         };
-        self.state.store.record_usage(record)
+        match self.ticket.take() {
+            Some(ticket) => ticket.finish(&*self.state.store, record),
+            // Only a bill already finished gets here, and `finish` consumes it.
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
     }
 }
 
 impl Drop for Accounting {
     fn drop(&mut self) {
-        if self.reservation.is_some() {
+        if self.ticket.is_some() {
             let commit = self.write(0, self.streamed_tokens, UsageStatus::Aborted);
-            // The row is queued when `record_usage` is called; awaiting only reports the
-            // outcome, which nobody is left to hear. Log a failure, though.
-            actix_web::rt::spawn(async move {
+            settle_in_background(commit);
+        }
+    }
+}
+
+/// Lets a usage write whose outcome nobody waits for finish on the current runtime, logging
+/// a failure. Without a runtime (a bill dropped outside one) the write was still handed to
+/// the store, which queues it when `record_usage` is called; only its outcome goes unheard.
+fn settle_in_background(commit: UsageCommit) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
                 if let Err(err) = commit.await {
                     tracing::error!(error = %err, "could not record the usage of an aborted request");
                 }
             });
         }
+        Err(_) => drop(commit),
     }
 }
 
-/// A request that passed admission: its bill, its completion budget, and the response head
-/// with the request id and the `x-ratelimit-*` headers already set.
-pub(crate) struct Admitted {
-    pub(crate) accounting: Accounting,
-    pub(crate) budget: Option<u64>,
-    pub(crate) response: actix_web::HttpResponseBuilder,
-    pub(crate) request_id: String,
-    pub(crate) created_at: UnixMillis,
-}
-
-/// Refuses a model outside the user's list with a 403 that names it.
-pub(crate) fn ensure_model_allowed(
-    user: &aiproxy_domain::User,
-    model: &str,
-) -> Result<(), crate::error::ApiError> {
-    if user.may_use_model(model) {
-        return Ok(());
+/// Ends the bill of a request that failed before any answer: no row when Ollama was never
+/// reached, an `error` row (with no tokens) when it was.
+pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError) -> ApiError {
+    match err {
+        OllamaError::Connect { .. }
+        | OllamaError::Timeout {
+            phase: TimeoutPhase::Connect,
+        } => accounting.cancel(),
+        _ => {
+            if let Err(store_err) = accounting.finish(0, 0, UsageStatus::Error).await {
+                tracing::error!(error = %store_err, "could not record a failed request");
+            }
+        }
     }
-    Err(crate::error::ApiError::Forbidden {
-        message: format!("You are not allowed to use the model `{model}`."),
-        code: "model_not_allowed",
-    })
+    ApiError::Upstream(err)
 }
 
-/// Admits a request against the user's limits (429 otherwise) and opens its bill.
-pub(crate) fn admit(
-    req: &actix_web::HttpRequest,
-    state: &actix_web::web::Data<AppState>,
-    user: &aiproxy_domain::User,
-    model: &str,
-    endpoint: Endpoint,
-    requested_completion_tokens: Option<u64>,
-) -> Result<Admitted, crate::error::ApiError> {
-    let created_at = UnixMillis::now();
-    let reservation = state
-        .limiter
-        .admit(
-            &user.id,
-            &user.limits,
-            requested_completion_tokens,
-            created_at,
-        )
-        .map_err(|rejection| {
-            state.metrics.refused(rejection.limit);
-            crate::error::ApiError::RateLimited(rejection)
-        })?;
-    let budget = reservation.completion_budget();
-    let request_id = crate::request_id::request_id(req);
-    let mut response = actix_web::HttpResponse::Ok();
-    for header in crate::ratelimit_headers::rate_limit_headers(reservation.status()) {
-        response.insert_header(header);
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A usage write that notes whether it was awaited to the end.
+    fn commit(done: &Arc<AtomicBool>) -> UsageCommit {
+        let done = done.clone();
+        Box::pin(async move {
+            done.store(true, Ordering::SeqCst);
+            Ok(())
+        })
     }
-    let accounting = Accounting::new(
-        state.clone(),
-        reservation,
-        user.id.clone(),
-        model.to_owned(),
-        endpoint,
-        request_id.clone(),
-        created_at,
-    );
-    Ok(Admitted {
-        accounting,
-        budget,
-        response,
-        request_id,
-        created_at,
-    })
-}
 
-/// The current `x-ratelimit-*` headers of a user, for responses that do not go through
-/// admission (model lists, usage reports): OpenAI sends them on every response.
-pub(crate) fn current_limit_headers(
-    state: &AppState,
-    user: &aiproxy_domain::User,
-) -> Vec<(HeaderName, HeaderValue)> {
-    let status = state
-        .limiter
-        .status(&user.id, &user.limits, aiproxy_domain::UnixMillis::now());
-    crate::ratelimit_headers::rate_limit_headers(&status)
+    #[test]
+    fn an_unheard_write_outside_a_runtime_is_dropped_without_a_panic() {
+        let done = Arc::new(AtomicBool::new(false));
+        settle_in_background(commit(&done));
+        assert!(!done.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn an_unheard_write_inside_a_runtime_runs_to_the_end() {
+        let done = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            settle_in_background(commit(&done));
+            while !done.load(Ordering::SeqCst) {
+                tokio::task::yield_now().await;
+            }
+        });
+        assert!(done.load(Ordering::SeqCst));
+    }
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
-use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient, OllamaError};
+use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient};
 use aiproxy_openai::{
     ChatChunkWriter, ChatCompletion, ChatCompletionRequest, EVENT_CAPACITY, ErrorResponse,
     SseEvent, Usage, chat_request_to_ollama,
@@ -13,10 +13,12 @@ use aiproxy_openai::{
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
+use crate::accounting::{Accounting, fail_before_answer};
+use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::ApiError;
+use crate::request_id::request_id;
 use crate::state::AppState;
 
 /// Creates a chat completion: Ollama's `/api/chat`, in OpenAI's shape.
@@ -60,19 +62,20 @@ pub async fn chat_completions(
     let model = translated.request.model.clone();
 
     let Admitted {
-        accounting,
+        ticket,
         budget,
         mut response,
-        request_id,
-        created_at,
-    } = admit(
-        &req,
+    } = admit(&state, &user, translated.max_tokens)?;
+    let created = ticket.admitted_at().as_unix_seconds();
+    let request_id = request_id(&req);
+    let accounting = Accounting::open(
         &state,
-        &user,
-        &model,
+        ticket,
+        &user.id,
+        model.clone(),
         Endpoint::ChatCompletions,
-        translated.max_tokens,
-    )?;
+        request_id.clone(),
+    );
     if let Some(budget) = budget {
         translated.limit_completion(budget);
     }
@@ -98,12 +101,7 @@ pub async fn chat_completions(
             gauge: StreamGauge::open(&state),
             upstream: Some(upstream),
             accounting: Some(accounting),
-            writer: ChatChunkWriter::new(
-                &request_id,
-                model,
-                created_at.as_unix_seconds(),
-                translated.include_usage,
-            ),
+            writer: ChatChunkWriter::new(&request_id, model, created, translated.include_usage),
         };
         return Ok(response
             .insert_header((CONTENT_TYPE, "text/event-stream"))
@@ -128,28 +126,10 @@ pub async fn chat_completions(
             UsageStatus::Ok,
         )
         .await?;
-    let completion =
-        ChatCompletion::from_ollama(answer, &request_id, model, created_at.as_unix_seconds());
+    let completion = ChatCompletion::from_ollama(answer, &request_id, model, created);
     let mut body = Vec::with_capacity(crate::json_response::JSON_CAPACITY);
     completion.write_json(&mut body);
     Ok(crate::json_response::json_bytes_response(response, body))
-}
-
-/// Ends the bill of a request that failed before any answer: no row when Ollama was never
-/// reached, an `error` row (with no tokens) when it was.
-pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError) -> ApiError {
-    match err {
-        OllamaError::Connect { .. }
-        | OllamaError::Timeout {
-            phase: ollama::TimeoutPhase::Connect,
-        } => accounting.cancel(),
-        _ => {
-            if let Err(store_err) = accounting.finish(0, 0, UsageStatus::Error).await {
-                tracing::error!(error = %store_err, "could not record a failed request");
-            }
-        }
-    }
-    ApiError::Upstream(err)
 }
 
 /// Ollama's NDJSON stream, re-emitted as OpenAI Server-Sent Events.
@@ -192,8 +172,7 @@ impl SseStream {
                         if !message.content.is_empty()
                             || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
                         {
-                            accounting.streamed_tokens += 1;
-                            accounting.first_token_sent();
+                            accounting.token_streamed();
                         }
                         self.writer.write_deltas(&mut out, message);
                     }
@@ -210,13 +189,10 @@ impl SseStream {
                 Some(Err(err)) => {
                     // Headers are gone; the failure becomes the stream's last event. Usage
                     // for what was delivered is still recorded.
-                    if let Some(accounting) = self.accounting.take() {
-                        let tokens = accounting.streamed_tokens;
-                        if let Err(store_err) =
-                            accounting.finish(0, tokens, UsageStatus::Error).await
-                        {
-                            tracing::error!(error = %store_err, "could not record a failed stream");
-                        }
+                    if let Some(accounting) = self.accounting.take()
+                        && let Err(store_err) = accounting.finish_streamed_as_error().await
+                    {
+                        tracing::error!(error = %store_err, "could not record a failed stream");
                     }
                     return Some(Bytes::from(ApiError::Upstream(err).to_stream_event()));
                 }
@@ -224,8 +200,7 @@ impl SseStream {
                     // The client library reports a body that ends early as an error, so a
                     // plain end is only reached after `done`.
                     let accounting = self.accounting.take()?;
-                    let tokens = accounting.streamed_tokens;
-                    let _ = accounting.finish(0, tokens, UsageStatus::Error).await;
+                    let _ = accounting.finish_streamed_as_error().await;
                     return None;
                 }
             }

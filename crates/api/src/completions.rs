@@ -13,11 +13,13 @@ use aiproxy_openai::{
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::accounting::{Accounting, Admitted, admit, ensure_model_allowed};
+use crate::accounting::{Accounting, fail_before_answer};
+use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
-use crate::chat::{StreamGauge, fail_before_answer};
+use crate::chat::StreamGauge;
 use crate::error::ApiError;
+use crate::request_id::request_id;
 use crate::state::AppState;
 
 /// Creates a text completion (legacy API).
@@ -53,19 +55,20 @@ pub async fn completions(
     let model = translated.request.model.clone();
 
     let Admitted {
-        accounting,
+        ticket,
         budget,
         mut response,
-        request_id,
-        created_at,
-    } = admit(
-        &req,
+    } = admit(&state, &user, translated.max_tokens)?;
+    let created = ticket.admitted_at().as_unix_seconds();
+    let request_id = request_id(&req);
+    let accounting = Accounting::open(
         &state,
-        &user,
-        &model,
+        ticket,
+        &user.id,
+        model.clone(),
         Endpoint::Completions,
-        translated.max_tokens,
-    )?;
+        request_id.clone(),
+    );
     if let Some(budget) = budget {
         translated.limit_completion(budget);
     }
@@ -82,12 +85,7 @@ pub async fn completions(
             gauge: StreamGauge::open(&state),
             upstream: Some(stream),
             accounting: Some(accounting),
-            writer: TextChunkWriter::new(
-                &request_id,
-                model,
-                created_at.as_unix_seconds(),
-                translated.include_usage,
-            ),
+            writer: TextChunkWriter::new(&request_id, model, created, translated.include_usage),
         };
         return Ok(response
             .insert_header((CONTENT_TYPE, "text/event-stream"))
@@ -110,8 +108,7 @@ pub async fn completions(
             UsageStatus::Ok,
         )
         .await?;
-    let completion =
-        TextCompletion::from_ollama(answer, &request_id, model, created_at.as_unix_seconds());
+    let completion = TextCompletion::from_ollama(answer, &request_id, model, created);
     Ok(crate::json_response::json_response(response, &completion))
 }
 
@@ -167,8 +164,7 @@ impl TextSse {
                         continue;
                     }
                     if let Some(accounting) = self.accounting.as_mut() {
-                        accounting.streamed_tokens += 1;
-                        accounting.first_token_sent();
+                        accounting.token_streamed();
                     }
                     let mut out = Vec::with_capacity(EVENT_CAPACITY);
                     self.writer.write_text(&mut out, chunk.response);
@@ -182,16 +178,14 @@ impl TextSse {
                 }
                 Some(Err(err)) => {
                     let accounting = self.accounting.take()?;
-                    let tokens = accounting.streamed_tokens;
-                    if let Err(store_err) = accounting.finish(0, tokens, UsageStatus::Error).await {
+                    if let Err(store_err) = accounting.finish_streamed_as_error().await {
                         tracing::error!(error = %store_err, "could not record a failed stream");
                     }
                     return Some(Bytes::from(ApiError::Upstream(err).to_stream_event()));
                 }
                 None => {
                     let accounting = self.accounting.take()?;
-                    let tokens = accounting.streamed_tokens;
-                    let _ = accounting.finish(0, tokens, UsageStatus::Error).await;
+                    let _ = accounting.finish_streamed_as_error().await;
                     return None;
                 }
             }

@@ -5,10 +5,12 @@ use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::OllamaClient;
 use aiproxy_openai::{EmbeddingList, EmbeddingRequest, ErrorResponse, embedding_request_to_ollama};
 
-use crate::accounting::{Admitted, admit, ensure_model_allowed};
+use crate::accounting::{Accounting, fail_before_answer};
+use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
 use crate::error::ApiError;
+use crate::request_id::request_id;
 use crate::state::AppState;
 
 /// Creates embeddings of one or more texts.
@@ -40,23 +42,23 @@ pub async fn embeddings(
     let translated = embedding_request_to_ollama(request)?;
 
     let Admitted {
-        accounting,
-        response,
-        ..
-    } = admit(
-        &req,
+        ticket, response, ..
+    } = admit(&state, &user, Some(0))?;
+    let request_id = request_id(&req);
+    let accounting = Accounting::open(
         &state,
-        &user,
-        &translated.request.model,
+        ticket,
+        &user.id,
+        translated.request.model.clone(),
         Endpoint::Embeddings,
-        Some(0),
-    )?;
+        request_id.clone(),
+    );
     let answer = match client.embed(&translated.request).await {
         Ok(answer) => {
             accounting.upstream_answered();
             answer
         }
-        Err(err) => return Err(crate::chat::fail_before_answer(accounting, err).await),
+        Err(err) => return Err(fail_before_answer(accounting, err).await),
     };
     let prompt_tokens = answer.prompt_eval_count.unwrap_or(0);
     accounting.finish(prompt_tokens, 0, UsageStatus::Ok).await?;

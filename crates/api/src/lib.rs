@@ -43,6 +43,7 @@
 
 mod accounting;
 mod admin;
+mod admission;
 mod auth;
 mod body;
 mod chat;

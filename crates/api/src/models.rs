@@ -5,7 +5,7 @@ use aiproxy_domain::UnixMillis;
 use aiproxy_ollama::OllamaClient;
 use aiproxy_openai::{ErrorResponse, Model, ModelList, find_model, model_id};
 
-use crate::accounting::current_limit_headers;
+use crate::admission::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -9,7 +9,7 @@ use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::accounting::current_limit_headers;
+use crate::admission::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
 use crate::state::AppState;
