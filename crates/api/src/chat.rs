@@ -1,17 +1,12 @@
 //! `POST /v1/chat/completions`: the hot path.
 
-use std::convert::Infallible;
-
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
-use aiproxy_ollama::{self as ollama, ChatStream, OllamaClient};
+use aiproxy_ollama::{self as ollama, OllamaClient};
 use aiproxy_openai::{
     ChatChunkWriter, ChatCompletion, ChatCompletionRequest, EVENT_CAPACITY, ErrorResponse,
     SseEvent, Usage, chat_request_to_ollama,
 };
-use bytes::Bytes;
-use futures_util::StreamExt as _;
 
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
@@ -20,6 +15,7 @@ use crate::body::{content_length, read_json};
 use crate::error::ApiError;
 use crate::request_id::request_id;
 use crate::state::AppState;
+use crate::streaming::{Encoder, stream_response};
 
 /// Creates a chat completion: Ollama's `/api/chat`, in OpenAI's shape.
 ///
@@ -64,7 +60,7 @@ pub async fn chat_completions(
     let Admitted {
         ticket,
         budget,
-        mut response,
+        response,
     } = admit(&state, &user, translated.max_tokens)?;
     let created = ticket.admitted_at().as_unix_seconds();
     let request_id = request_id(&req);
@@ -97,17 +93,10 @@ pub async fn chat_completions(
             }
             Err(err) => return Err(fail_before_answer(accounting, err).await),
         };
-        let stream = SseStream {
-            gauge: StreamGauge::open(&state),
-            upstream: Some(upstream),
-            accounting: Some(accounting),
-            writer: ChatChunkWriter::new(&request_id, model, created, translated.include_usage),
-        };
-        return Ok(response
-            .insert_header((CONTENT_TYPE, "text/event-stream"))
-            .insert_header((CACHE_CONTROL, "no-cache"))
-            .insert_header(("x-accel-buffering", "no"))
-            .streaming(stream.into_body()));
+        let writer = ChatChunkWriter::new(&request_id, model, created, translated.include_usage);
+        return Ok(stream_response(
+            response, &state, upstream, accounting, writer,
+        ));
     }
 
     let answer = match client.chat(&translated.request).await {
@@ -132,124 +121,24 @@ pub async fn chat_completions(
     Ok(crate::json_response::json_bytes_response(response, body))
 }
 
-/// Ollama's NDJSON stream, re-emitted as OpenAI Server-Sent Events.
-struct SseStream {
-    /// Counts this stream in `aiproxy_open_streams` while it lives.
-    #[expect(dead_code, reason = "held for its Drop")]
-    gauge: StreamGauge,
-    /// Taken when the answer is complete, to hand the connection back to the pool.
-    upstream: Option<ChatStream>,
-    accounting: Option<Accounting>,
-    writer: ChatChunkWriter,
-}
+/// OpenAI's `chat.completion.chunk` events, for the stream machine.
+impl Encoder for ChatChunkWriter {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+    const EVENT_CAPACITY: usize = EVENT_CAPACITY;
 
-impl SseStream {
-    fn into_body(self) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + 'static {
-        futures_util::stream::unfold(self, |mut this| async move {
-            let bytes = this.next_event().await?;
-            Some((Ok(bytes), this))
-        })
+    fn delta(&mut self, out: &mut Vec<u8>, message: ollama::Message) {
+        self.write_deltas(out, message);
     }
 
-    /// The next bytes to send, or `None` when the stream is over.
-    async fn next_event(&mut self) -> Option<Bytes> {
-        loop {
-            let (Some(accounting), Some(upstream)) =
-                (self.accounting.as_mut(), self.upstream.as_mut())
-            else {
-                return None;
-            };
-            match upstream.next().await {
-                Some(Ok(chunk)) if chunk.done => {
-                    if let Some(upstream) = self.upstream.take() {
-                        upstream.release();
-                    }
-                    return Some(self.finish(chunk).await);
-                }
-                Some(Ok(chunk)) => {
-                    let mut out = Vec::with_capacity(EVENT_CAPACITY);
-                    if let Some(message) = chunk.message {
-                        if !message.content.is_empty()
-                            || message.thinking.as_deref().is_some_and(|t| !t.is_empty())
-                        {
-                            accounting.token_streamed();
-                        }
-                        self.writer.write_deltas(&mut out, message);
-                    }
-                    if !out.is_empty() {
-                        return Some(Bytes::from(out));
-                    }
-                }
-                Some(Err(aiproxy_ollama::OllamaError::InvalidResponse { message })) => {
-                    // One unreadable line (the client skips it and reads on) costs at most a
-                    // token of text; ending the whole answer for it would cost the rest.
-                    tracing::warn!(%message, "skipped a line from Ollama that is not JSON");
-                    continue;
-                }
-                Some(Err(err)) => {
-                    // Headers are gone; the failure becomes the stream's last event. Usage
-                    // for what was delivered is still recorded.
-                    if let Some(accounting) = self.accounting.take()
-                        && let Err(store_err) = accounting.finish_streamed_as_error().await
-                    {
-                        tracing::error!(error = %store_err, "could not record a failed stream");
-                    }
-                    return Some(Bytes::from(ApiError::Upstream(err).to_stream_event()));
-                }
-                None => {
-                    // The client library reports a body that ends early as an error, so a
-                    // plain end is only reached after `done`.
-                    let accounting = self.accounting.take()?;
-                    let _ = accounting.finish_streamed_as_error().await;
-                    return None;
-                }
-            }
-        }
+    fn finish(&mut self, out: &mut Vec<u8>, done_reason: Option<&str>) {
+        self.write_finish(out, done_reason);
     }
 
-    /// The last content (if any), the finish chunk, the usage chunk and `[DONE]`, sent only
-    /// after the usage row is committed.
-    async fn finish(&mut self, last: ollama::ChatResponse) -> Bytes {
-        let mut out = Vec::with_capacity(4 * EVENT_CAPACITY);
-        if let Some(message) = last.message {
-            self.writer.write_deltas(&mut out, message);
-        }
-        self.writer
-            .write_finish(&mut out, last.done_reason.as_deref());
-        let usage = Usage::from_ollama(last.prompt_eval_count, last.eval_count);
-        let committed = match self.accounting.take() {
-            Some(accounting) => {
-                accounting
-                    .finish(
-                        usage.prompt_tokens,
-                        usage.completion_tokens,
-                        UsageStatus::Ok,
-                    )
-                    .await
-            }
-            None => Ok(()),
-        };
-        if let Err(err) = committed {
-            out.extend_from_slice(&ApiError::Storage(err).to_stream_event());
-            return Bytes::from(out);
-        }
-        self.writer.write_usage(&mut out, usage);
-        Bytes::from(out)
+    fn usage(&mut self, out: &mut Vec<u8>, prompt_tokens: u64, completion_tokens: u64) {
+        self.write_usage(out, Usage::new(prompt_tokens, completion_tokens));
     }
-}
 
-/// Counts an open stream until dropped.
-pub(crate) struct StreamGauge(web::Data<AppState>);
-
-impl StreamGauge {
-    pub(crate) fn open(state: &web::Data<AppState>) -> Self {
-        state.metrics.stream_opened();
-        Self(state.clone())
-    }
-}
-
-impl Drop for StreamGauge {
-    fn drop(&mut self) {
-        self.0.metrics.stream_closed();
+    fn error(&mut self, out: &mut Vec<u8>, error: &ApiError) {
+        error.write_stream_event(out);
     }
 }

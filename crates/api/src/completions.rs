@@ -1,26 +1,21 @@
 //! `POST /v1/completions` (the legacy text API) → Ollama's `/api/generate`.
 
-use std::convert::Infallible;
-
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
-use aiproxy_ollama::{GenerateStream, OllamaClient};
+use aiproxy_ollama::{self as ollama, OllamaClient};
 use aiproxy_openai::{
     CompletionRequest, EVENT_CAPACITY, ErrorResponse, SseEvent, TextChunkWriter, TextCompletion,
     Usage, completion_request_to_ollama,
 };
-use bytes::Bytes;
-use futures_util::StreamExt as _;
 
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::{content_length, read_json};
-use crate::chat::StreamGauge;
 use crate::error::ApiError;
 use crate::request_id::request_id;
 use crate::state::AppState;
+use crate::streaming::{Encoder, stream_response};
 
 /// Creates a text completion (legacy API).
 #[utoipa::path(
@@ -57,7 +52,7 @@ pub async fn completions(
     let Admitted {
         ticket,
         budget,
-        mut response,
+        response,
     } = admit(&state, &user, translated.max_tokens)?;
     let created = ticket.admitted_at().as_unix_seconds();
     let request_id = request_id(&req);
@@ -81,16 +76,10 @@ pub async fn completions(
             }
             Err(err) => return Err(fail_before_answer(accounting, err).await),
         };
-        let sse = TextSse {
-            gauge: StreamGauge::open(&state),
-            upstream: Some(stream),
-            accounting: Some(accounting),
-            writer: TextChunkWriter::new(&request_id, model, created, translated.include_usage),
-        };
-        return Ok(response
-            .insert_header((CONTENT_TYPE, "text/event-stream"))
-            .insert_header((CACHE_CONTROL, "no-cache"))
-            .streaming(sse.into_body()));
+        let writer = TextChunkWriter::new(&request_id, model, created, translated.include_usage);
+        return Ok(stream_response(
+            response, &state, stream, accounting, writer,
+        ));
     }
 
     let answer = match client.generate(&translated.request).await {
@@ -112,83 +101,24 @@ pub async fn completions(
     Ok(crate::json_response::json_response(response, &completion))
 }
 
-struct TextSse {
-    /// Counts this stream in `aiproxy_open_streams` while it lives.
-    #[expect(dead_code, reason = "held for its Drop")]
-    gauge: StreamGauge,
-    /// Taken when the answer is complete, to hand the connection back to the pool.
-    upstream: Option<GenerateStream>,
-    accounting: Option<Accounting>,
-    writer: TextChunkWriter,
-}
+/// OpenAI's `text_completion` chunks, for the stream machine.
+impl Encoder for TextChunkWriter {
+    const CONTENT_TYPE: &'static str = "text/event-stream";
+    const EVENT_CAPACITY: usize = EVENT_CAPACITY;
 
-impl TextSse {
-    fn into_body(self) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + 'static {
-        futures_util::stream::unfold(self, |mut this| async move {
-            let bytes = this.next_event().await?;
-            Some((Ok(bytes), this))
-        })
+    fn delta(&mut self, out: &mut Vec<u8>, message: ollama::Message) {
+        self.write_text(out, message.content);
     }
 
-    async fn next_event(&mut self) -> Option<Bytes> {
-        loop {
-            self.accounting.as_ref()?;
-            let upstream = self.upstream.as_mut()?;
-            match upstream.next().await {
-                Some(Ok(chunk)) if chunk.done => {
-                    if let Some(upstream) = self.upstream.take() {
-                        upstream.release();
-                    }
-                    let mut out = Vec::with_capacity(4 * EVENT_CAPACITY);
-                    self.writer.write_text(&mut out, chunk.response);
-                    let usage = Usage::from_ollama(chunk.prompt_eval_count, chunk.eval_count);
-                    self.writer
-                        .write_finish(&mut out, chunk.done_reason.as_deref());
-                    let accounting = self.accounting.take()?;
-                    let committed = accounting
-                        .finish(
-                            usage.prompt_tokens,
-                            usage.completion_tokens,
-                            UsageStatus::Ok,
-                        )
-                        .await;
-                    if let Err(err) = committed {
-                        out.extend_from_slice(&ApiError::Storage(err).to_stream_event());
-                        return Some(Bytes::from(out));
-                    }
-                    self.writer.write_usage(&mut out, usage);
-                    return Some(Bytes::from(out));
-                }
-                Some(Ok(chunk)) => {
-                    if chunk.response.is_empty() {
-                        continue;
-                    }
-                    if let Some(accounting) = self.accounting.as_mut() {
-                        accounting.token_streamed();
-                    }
-                    let mut out = Vec::with_capacity(EVENT_CAPACITY);
-                    self.writer.write_text(&mut out, chunk.response);
-                    return Some(Bytes::from(out));
-                }
-                Some(Err(aiproxy_ollama::OllamaError::InvalidResponse { message })) => {
-                    // One unreadable line (the client skips it and reads on) costs at most a
-                    // token of text; ending the whole answer for it would cost the rest.
-                    tracing::warn!(%message, "skipped a line from Ollama that is not JSON");
-                    continue;
-                }
-                Some(Err(err)) => {
-                    let accounting = self.accounting.take()?;
-                    if let Err(store_err) = accounting.finish_streamed_as_error().await {
-                        tracing::error!(error = %store_err, "could not record a failed stream");
-                    }
-                    return Some(Bytes::from(ApiError::Upstream(err).to_stream_event()));
-                }
-                None => {
-                    let accounting = self.accounting.take()?;
-                    let _ = accounting.finish_streamed_as_error().await;
-                    return None;
-                }
-            }
-        }
+    fn finish(&mut self, out: &mut Vec<u8>, done_reason: Option<&str>) {
+        self.write_finish(out, done_reason);
+    }
+
+    fn usage(&mut self, out: &mut Vec<u8>, prompt_tokens: u64, completion_tokens: u64) {
+        self.write_usage(out, Usage::new(prompt_tokens, completion_tokens));
+    }
+
+    fn error(&mut self, out: &mut Vec<u8>, error: &ApiError) {
+        error.write_stream_event(out);
     }
 }

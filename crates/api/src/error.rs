@@ -5,7 +5,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, HttpResponseBuilder, ResponseError};
 use aiproxy_domain::{StoreError, ValidationError};
 use aiproxy_ollama::{OllamaError, TimeoutPhase};
-use aiproxy_openai::{ErrorBody, ErrorResponse, InvalidRequest};
+use aiproxy_openai::{ErrorBody, ErrorResponse, InvalidRequest, write_event};
 use aiproxy_ratelimit::{LimitKind, Rejection};
 
 use crate::ratelimit_headers::rate_limit_headers;
@@ -411,16 +411,11 @@ impl ResponseError for ApiError {
 }
 
 impl ApiError {
-    /// The body of this error as an SSE `data:` payload, for failures after a stream began.
-    pub(crate) fn to_stream_event(&self) -> Vec<u8> {
+    /// Appends this error as the last event of an OpenAI stream (`data: {"error": {...}}`),
+    /// for failures after the stream began.
+    pub(crate) fn write_stream_event(&self, out: &mut Vec<u8>) {
         let (_, body, _) = self.describe();
-        let mut out = b"data: ".to_vec();
-        // Serialising plain strings and options cannot fail.
-        if serde_json::to_writer(&mut out, &ErrorResponse { error: body }).is_err() {
-            out.extend_from_slice(br#"{"error":{"message":"stream failed","type":"server_error","param":null,"code":null}}"#);
-        }
-        out.extend_from_slice(b"\n\n");
-        out
+        write_event(out, &ErrorResponse { error: body });
     }
 }
 

@@ -61,6 +61,7 @@ mod models;
 mod ratelimit_headers;
 mod request_id;
 mod state;
+mod streaming;
 mod usage;
 
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -109,6 +109,30 @@ async fn legacy_completions_work_streaming_and_not() {
 }
 
 #[actix_web::test]
+async fn a_streamed_completion_that_fails_midway_ends_with_an_error_event_and_an_error_row() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("cmperr").await;
+    app.sim.control().set_error_after_tokens(Some(2));
+    let streamed = app
+        .post(
+            "/v1/completions",
+            Some(&key),
+            &json!({"model": "llama3.2", "prompt": "one two three four five", "stream": true}),
+        )
+        .await;
+    assert_eq!(streamed.status, 200);
+    let events = sse_events(&streamed.text);
+    assert_eq!(events[0]["object"], "text_completion", "{}", streamed.text);
+    let last = events.last().unwrap();
+    assert_eq!(last["error"]["type"], "server_error", "{}", streamed.text);
+    assert!(!streamed.text.contains("[DONE]"));
+    let usage = app.usage_of("cmperr").await;
+    assert_eq!(usage["records"][0]["status"], "error");
+    assert_eq!(usage["records"][0]["endpoint"], "completions");
+    assert_eq!(usage["records"][0]["completion_tokens"], 2);
+}
+
+#[actix_web::test]
 async fn models_list_and_lookup() {
     let app = TestApp::spawn().await;
     let key = app.create_user("mod").await;
