@@ -72,10 +72,8 @@ pub fn chat_request_to_ollama(
         options.extend(extension.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
     let max_tokens = request.max_completion_tokens.or(request.max_tokens);
-    if let Some(n) = max_tokens {
-        options.insert("num_predict".into(), Value::from(n));
-    }
     Sampling {
+        max_tokens,
         temperature: request.temperature,
         top_p: request.top_p,
         presence_penalty: request.presence_penalty,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::chat_completion::finish_reason;
 use crate::error::InvalidRequest;
-use crate::sampling::{StopSequences, set_num_predict};
+use crate::sampling::{Sampling, StopSequences, set_num_predict};
 use crate::sse::{DONE_EVENT, StreamOptions, write_event};
 use crate::usage::Usage;
 
@@ -117,7 +117,8 @@ impl TranslatedCompletion {
 }
 
 /// Translates a legacy completion request into Ollama's `/api/generate` form; the client's
-/// `max_tokens` becomes `num_predict`.
+/// `max_tokens` becomes `num_predict`, and the sampling fields are checked and translated as
+/// chat's are.
 pub fn completion_request_to_ollama(
     request: CompletionRequest,
 ) -> Result<TranslatedCompletion, InvalidRequest> {
@@ -144,31 +145,16 @@ pub fn completion_request_to_ollama(
         ));
     }
     let mut options = Map::new();
-    if let Some(n) = request.max_tokens {
-        options.insert("num_predict".into(), Value::from(n));
+    Sampling {
+        max_tokens: request.max_tokens,
+        temperature: request.temperature,
+        top_p: request.top_p,
+        presence_penalty: request.presence_penalty,
+        frequency_penalty: request.frequency_penalty,
+        seed: request.seed,
+        stop: request.stop,
     }
-    for (name, value) in [
-        ("temperature", request.temperature),
-        ("top_p", request.top_p),
-        ("presence_penalty", request.presence_penalty),
-        ("frequency_penalty", request.frequency_penalty),
-    ] {
-        if let Some(v) = value {
-            options.insert(name.into(), Value::from(v));
-        }
-    }
-    if let Some(seed) = request.seed {
-        options.insert("seed".into(), Value::from(seed));
-    }
-    match request.stop {
-        Some(StopSequences::One(s)) => {
-            options.insert("stop".into(), Value::from(vec![s]));
-        }
-        Some(StopSequences::Many(s)) => {
-            options.insert("stop".into(), Value::from(s));
-        }
-        None => {}
-    }
+    .write_options(&mut options)?;
     Ok(TranslatedCompletion {
         request: ollama::GenerateRequest {
             model: request.model,

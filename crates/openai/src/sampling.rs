@@ -20,9 +20,12 @@ pub enum StopSequences {
     Many(Vec<String>),
 }
 
-/// A request's sampling fields, moved out of it for [`Sampling::write_options`].
+/// A request's completion budget and sampling fields, moved out of it for
+/// [`Sampling::write_options`]; chat and legacy completions share them.
 #[derive(Debug, Default)]
 pub(crate) struct Sampling {
+    /// The client's completion budget, Ollama's `num_predict`.
+    pub(crate) max_tokens: Option<u64>,
     pub(crate) temperature: Option<f64>,
     pub(crate) top_p: Option<f64>,
     pub(crate) presence_penalty: Option<f64>,
@@ -38,6 +41,9 @@ impl Sampling {
         self,
         options: &mut Map<String, Value>,
     ) -> Result<(), InvalidRequest> {
+        if let Some(n) = self.max_tokens {
+            options.insert("num_predict".into(), Value::from(n));
+        }
         set_number(options, "temperature", self.temperature, 0.0..=2.0)?;
         set_number(options, "top_p", self.top_p, 0.0..=1.0)?;
         set_number(

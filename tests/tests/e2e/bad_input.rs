@@ -2,6 +2,7 @@
 
 use actix_web::http::Method;
 use aiproxy_e2e::{ADMIN_KEY, TestApp, chat_body};
+use aiproxy_ollama_sim::SimEndpoint;
 use serde_json::json;
 
 /// Asserts a 200 chat completion with an answer in it (a 200 with an empty or foreign body
@@ -91,6 +92,43 @@ async fn wrong_types_and_absurd_numbers_are_400_with_the_field() {
         empty_message.expect_error(400)["param"],
         "messages[0].content"
     );
+}
+
+#[actix_web::test]
+async fn chat_and_legacy_completions_refuse_the_same_sampling_values() {
+    let app = TestApp::spawn().await;
+    let key = app.create_user("sampling").await;
+    for (field, value) in [
+        ("temperature", json!(99)),
+        ("top_p", json!(1.5)),
+        ("presence_penalty", json!(-3)),
+        ("frequency_penalty", json!(2.5)),
+        ("stop", json!(["a", "b", "c", "d", "e"])),
+    ] {
+        let mut chat = chat_body("llama3.2", "hi");
+        chat[field] = value.clone();
+        let mut completion = json!({"model": "llama3.2", "prompt": "hi"});
+        completion[field] = value.clone();
+        for (path, body) in [
+            ("/v1/chat/completions", chat),
+            ("/v1/completions", completion),
+        ] {
+            let reply = app.post(path, Some(&key), &body).await;
+            assert_eq!(
+                reply.expect_error(400)["param"],
+                field,
+                "{path} {field}={value}: {}",
+                reply.text
+            );
+        }
+    }
+    let stats = app.sim.control().stats();
+    assert_eq!(
+        stats.requests_to(SimEndpoint::Chat) + stats.requests_to(SimEndpoint::Generate),
+        0,
+        "nothing refused reached Ollama"
+    );
+    assert_eq!(app.usage_of("sampling").await["totals"]["requests"], 0);
 }
 
 #[actix_web::test]
