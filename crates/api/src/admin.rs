@@ -1,6 +1,6 @@
 //! `/admin/*`: users, their keys, limits and usage, for the operator's key only.
 
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
+use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use aiproxy_domain::{
     ApiKey, LimitsPatch, NewUser, Page, RateLimits, UnixMillis, UsageTotals, User, UserId,
     UserPatch,
@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Admin;
-use crate::body::{content_length, read_json};
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::usage::{
@@ -19,6 +19,10 @@ use crate::usage::{
 };
 
 const MAX_TEXT: usize = 1000;
+/// The largest user body accepted (a user, its limits and its model list).
+const MAX_USER_BODY: usize = 1024 * 1024;
+/// The largest limits body accepted.
+const MAX_LIMITS_BODY: usize = 64 * 1024;
 const MAX_MODELS: usize = 256;
 
 /// Distinguishes a field sent as `null` (`Some(None)`) from one not sent (`None`).
@@ -274,11 +278,10 @@ async fn blocking<T: Send + 'static>(
 #[post("/admin/users")]
 pub async fn create_user(
     _admin: Admin,
-    req: HttpRequest,
-    payload: web::Payload,
+    body: JsonBody<CreateUserRequest, MAX_USER_BODY>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body: CreateUserRequest = read_json(payload, content_length(&req), 1024 * 1024).await?;
+    let body = body.read().await?;
     let id = parse_user_id(&body.user_id)?;
     check_text(&body.display_name, "display_name")?;
     check_text(&body.note, "note")?;
@@ -394,13 +397,12 @@ pub async fn get_user(
 #[patch("/admin/users/{user_id}")]
 pub async fn update_user(
     _admin: Admin,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    body: JsonBody<UpdateUserRequest, MAX_USER_BODY>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let body: UpdateUserRequest = read_json(payload, content_length(&req), 1024 * 1024).await?;
+    let body = body.read().await?;
     check_text(body.display_name.as_ref().unwrap_or(&None), "display_name")?;
     check_text(body.note.as_ref().unwrap_or(&None), "note")?;
     check_models(body.allowed_models.as_ref().unwrap_or(&None))?;
@@ -556,13 +558,12 @@ pub async fn get_limits(
 #[put("/admin/users/{user_id}/limits")]
 pub async fn put_limits(
     _admin: Admin,
-    req: HttpRequest,
     path: web::Path<String>,
-    payload: web::Payload,
+    body: JsonBody<LimitsUpdate, MAX_LIMITS_BODY>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let update: LimitsUpdate = read_json(payload, content_length(&req), 64 * 1024).await?;
+    let update = body.read().await?;
     let patch = LimitsPatch::from(&update);
     let id_for_read = id.clone();
     let user = blocking(&state, move |store| store.get_user(&id_for_read)).await?;

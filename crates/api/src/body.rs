@@ -1,38 +1,77 @@
 //! Request bodies: read with a size limit and parsed as JSON, with errors that name the field at
 //! fault.
 
-use actix_web::web;
+use std::future::{Ready, ready};
+use std::marker::PhantomData;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt as _;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
-/// Reads the whole body (refusing more than `limit` bytes) and parses it as `T`.
+/// A JSON request body of type `T`, read by [`JsonBody::read`].
 ///
-/// Parse errors name the path of the offending field (`messages[0].role`), which serde alone
-/// does not do.
-pub(crate) async fn read_json<T: DeserializeOwned>(
-    mut payload: web::Payload,
+/// The limit is the operator's `max_body_bytes`, or `MAX` when that is smaller (for routes
+/// whose bodies are small). The body is read when the handler asks, not during extraction:
+/// actix runs a handler's extractors side by side, and a body must not be read before the
+/// key that came with it is known to be good.
+pub(crate) struct JsonBody<T, const MAX: usize = { usize::MAX }> {
+    payload: Payload,
     content_length: Option<usize>,
     limit: usize,
-) -> Result<T, ApiError> {
-    if content_length.is_some_and(|n| n > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
+    body: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned, const MAX: usize> FromRequest for JsonBody<T, MAX> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => state.settings.max_body_bytes.min(MAX),
+            None => return ready(Err(ApiError::Internal("AppState is not registered".into()))),
+        };
+        let content_length = req
+            .headers()
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
+        ready(Ok(Self {
+            payload: payload.take(),
+            content_length,
+            limit,
+            body: PhantomData,
+        }))
     }
-    let mut body = web::BytesMut::with_capacity(content_length.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
-            other => {
-                ApiError::bad_request(format!("The request body could not be read: {other}"), None)
-            }
-        })?;
-        if body.len() + chunk.len() > limit {
+}
+
+impl<T: DeserializeOwned, const MAX: usize> JsonBody<T, MAX> {
+    /// Reads the whole body (413 past the limit) and parses it as `T` (400 naming the field
+    /// at fault, which serde alone does not do).
+    pub(crate) async fn read(mut self) -> Result<T, ApiError> {
+        let limit = self.limit;
+        if self.content_length.is_some_and(|n| n > limit) {
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        body.extend_from_slice(&chunk);
+        let mut body = web::BytesMut::with_capacity(self.content_length.unwrap_or(1024).min(limit));
+        while let Some(chunk) = self.payload.next().await {
+            let chunk = chunk.map_err(|e| match e {
+                actix_web::error::PayloadError::Overflow => ApiError::PayloadTooLarge { limit },
+                other => ApiError::bad_request(
+                    format!("The request body could not be read: {other}"),
+                    None,
+                ),
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        parse_json(&body)
     }
-    parse_json(&body)
 }
 
 /// Parses JSON bytes as `T`, with the field path in the error.
@@ -73,14 +112,6 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
         ApiError::bad_request(format!("The request body is not valid JSON: {err}"), None)
     })?;
     Ok(value)
-}
-
-/// The `Content-Length` header as a number, if present and valid.
-pub(crate) fn content_length(req: &actix_web::HttpRequest) -> Option<usize> {
-    req.headers()
-        .get(actix_web::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use aiproxy_openai::{
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
-use crate::body::{content_length, read_json};
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::request_id::request_id;
 use crate::state::AppState;
@@ -45,13 +45,12 @@ use crate::streaming::{Encoder, stream_response};
 #[post("/v1/chat/completions")]
 pub async fn chat_completions(
     req: HttpRequest,
-    payload: web::Payload,
     user: AuthedUser,
+    body: JsonBody<ChatCompletionRequest>,
     state: web::Data<AppState>,
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: ChatCompletionRequest =
-        read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
+    let request = body.read().await?;
     let user = user.0;
     ensure_model_allowed(&user, &request.model)?;
     let mut translated = chat_request_to_ollama(request)?;

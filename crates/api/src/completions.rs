@@ -11,7 +11,7 @@ use aiproxy_openai::{
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
-use crate::body::{content_length, read_json};
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::request_id::request_id;
 use crate::state::AppState;
@@ -37,13 +37,12 @@ use crate::streaming::{Encoder, stream_response};
 #[post("/v1/completions")]
 pub async fn completions(
     req: HttpRequest,
-    payload: web::Payload,
     user: AuthedUser,
+    body: JsonBody<CompletionRequest>,
     state: web::Data<AppState>,
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: CompletionRequest =
-        read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
+    let request = body.read().await?;
     let user = user.0;
     ensure_model_allowed(&user, &request.model)?;
     let mut translated = completion_request_to_ollama(request)?;

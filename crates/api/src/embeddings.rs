@@ -8,7 +8,7 @@ use aiproxy_openai::{EmbeddingList, EmbeddingRequest, ErrorResponse, embedding_r
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
-use crate::body::{content_length, read_json};
+use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::request_id::request_id;
 use crate::state::AppState;
@@ -30,13 +30,12 @@ use crate::state::AppState;
 #[post("/v1/embeddings")]
 pub async fn embeddings(
     req: HttpRequest,
-    payload: web::Payload,
     user: AuthedUser,
+    body: JsonBody<EmbeddingRequest>,
     state: web::Data<AppState>,
     client: web::Data<OllamaClient>,
 ) -> Result<HttpResponse, ApiError> {
-    let request: EmbeddingRequest =
-        read_json(payload, content_length(&req), state.settings.max_body_bytes).await?;
+    let request = body.read().await?;
     let user = user.0;
     ensure_model_allowed(&user, &request.model)?;
     let translated = embedding_request_to_ollama(request)?;

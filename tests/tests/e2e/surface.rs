@@ -1,6 +1,6 @@
 //! Embeddings, legacy completions, models and vision.
 
-use aiproxy_e2e::{TestApp, chat_body, sse_events};
+use aiproxy_e2e::{ADMIN_KEY, TestApp, chat_body, sse_events};
 use aiproxy_ollama_sim::SimEndpoint;
 use base64::Engine as _;
 use serde_json::json;
@@ -287,4 +287,21 @@ async fn oversized_bodies_get_413() {
         .chat(&key, &chat_body("llama3.2", &"word ".repeat(5000)))
         .await;
     reply.expect_error(413);
+    // The key is checked before the body is read: an unknown key (looked up in the database,
+    // not the cache) with an oversized body is a 401.
+    let unknown = aiproxy_domain::ApiKey::generate();
+    let reply = app
+        .chat(
+            unknown.expose(),
+            &chat_body("llama3.2", &"word ".repeat(5000)),
+        )
+        .await;
+    reply.expect_error(401);
+    // Admin routes bound their small bodies more tightly than the operator's limit.
+    let limits = json!({"requests_per_minute": 1, "padding": "x".repeat(70 * 1024)});
+    let app = TestApp::spawn().await;
+    app.create_user("lim").await;
+    app.put("/admin/users/lim/limits", Some(ADMIN_KEY), &limits)
+        .await
+        .expect_error(413);
 }
