@@ -5,13 +5,13 @@ use aiproxy_domain::{
     ApiKey, LimitsPatch, NewUser, Page, RateLimits, UnixMillis, UsageTotals, User, UserId,
     UserPatch,
 };
-use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Admin;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error_responses::{AdminKeyRefused, BadRequest, Conflict, UnknownUser};
 use crate::state::AppState;
 use crate::usage::{
     TotalsBody, UsageParams, UsageReport, UsageSummary, parse_time, rfc3339, usage_report,
@@ -269,9 +269,9 @@ async fn blocking<T: Send + 'static>(
     request_body = CreateUserRequest,
     responses(
         (status = 201, body = UserWithKey),
-        (status = 400, description = "Invalid id, key or limits", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 409, description = "The id or key is taken", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
+        Conflict,
     ),
     security(("admin_key" = []))
 )]
@@ -324,8 +324,8 @@ pub async fn create_user(
     params(ListParams),
     responses(
         (status = 200, body = UserList),
-        (status = 400, description = "A bad page", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
     ),
     security(("admin_key" = []))
 )]
@@ -365,8 +365,8 @@ pub async fn list_users(
     params(("user_id" = String, Path)),
     responses(
         (status = 200, body = UserBody),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -388,9 +388,9 @@ pub async fn get_user(
     request_body = UpdateUserRequest,
     responses(
         (status = 200, body = UserBody),
-        (status = 400, description = "Invalid values", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -433,8 +433,8 @@ pub async fn update_user(
     params(("user_id" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -458,7 +458,7 @@ pub async fn delete_user(
     tag = "admin",
     responses(
         (status = 200, body = Deleted),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
+        AdminKeyRefused,
     ),
     security(("admin_key" = []))
 )]
@@ -480,9 +480,9 @@ pub async fn delete_all_users(
     params(("user_id" = String, Path), UsageParams),
     responses(
         (status = 200, body = UsageReport),
-        (status = 400, description = "A bad filter", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -505,8 +505,8 @@ pub async fn user_usage(
     params(UsageParams),
     responses(
         (status = 200, body = UsageSummary),
-        (status = 400, description = "A bad filter", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
     ),
     security(("admin_key" = []))
 )]
@@ -525,8 +525,8 @@ pub async fn all_usage_summary(
     params(("user_id" = String, Path)),
     responses(
         (status = 200, body = RateLimits),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -549,9 +549,9 @@ pub async fn get_limits(
     request_body = LimitsUpdate,
     responses(
         (status = 200, body = RateLimits),
-        (status = 400, description = "Negative, zero or absurd values", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]
@@ -583,8 +583,8 @@ pub async fn put_limits(
     params(("user_id" = String, Path)),
     responses(
         (status = 200, body = UserWithKey),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
-        (status = 404, description = "Unknown user", body = ErrorResponse),
+        AdminKeyRefused,
+        UnknownUser,
     ),
     security(("admin_key" = []))
 )]

@@ -4,8 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{self as ollama, OllamaClient};
 use aiproxy_openai::{
-    ChatChunkWriter, ChatCompletion, ChatCompletionRequest, EVENT_CAPACITY, ErrorResponse,
-    SseEvent, Usage, chat_request_to_ollama,
+    ChatChunkWriter, ChatCompletion, ChatCompletionRequest, EVENT_CAPACITY, SseEvent, Usage,
+    chat_request_to_ollama,
 };
 
 use crate::accounting::{Accounting, fail_before_answer};
@@ -13,6 +13,7 @@ use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error_responses::ModelCallErrors;
 use crate::request_id::request_id;
 use crate::state::AppState;
 use crate::streaming::{Encoder, stream_response};
@@ -30,15 +31,7 @@ use crate::streaming::{Encoder, stream_response};
             (ChatCompletion = "application/json"),
             (SseEvent = "text/event-stream"),
         )),
-        (status = 400, description = "Malformed request", body = ErrorResponse),
-        (status = 401, description = "Missing, wrong or expired key", body = ErrorResponse),
-        (status = 403, description = "Model not allowed for this user", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 413, description = "Body too large", body = ErrorResponse),
-        (status = 429, description = "Over a rate limit or the quota", body = ErrorResponse),
-        (status = 502, description = "Ollama unreachable or failed", body = ErrorResponse),
-        (status = 503, description = "Ollama busy or the database unavailable", body = ErrorResponse),
-        (status = 504, description = "Ollama timed out", body = ErrorResponse),
+        ModelCallErrors,
     ),
     security(("user_key" = []))
 )]

@@ -4,8 +4,8 @@ use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::{self as ollama, OllamaClient};
 use aiproxy_openai::{
-    CompletionRequest, EVENT_CAPACITY, ErrorResponse, SseEvent, TextChunkWriter, TextCompletion,
-    Usage, completion_request_to_ollama,
+    CompletionRequest, EVENT_CAPACITY, SseEvent, TextChunkWriter, TextCompletion, Usage,
+    completion_request_to_ollama,
 };
 
 use crate::accounting::{Accounting, fail_before_answer};
@@ -13,6 +13,7 @@ use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error_responses::ModelCallErrors;
 use crate::request_id::request_id;
 use crate::state::AppState;
 use crate::streaming::{Encoder, stream_response};
@@ -26,11 +27,7 @@ use crate::streaming::{Encoder, stream_response};
             (TextCompletion = "application/json"),
             (SseEvent = "text/event-stream"),
         )),
-        (status = 400, description = "Malformed request", body = ErrorResponse),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 429, description = "Over a rate limit", body = ErrorResponse),
-        (status = 502, description = "Ollama unreachable or failed", body = ErrorResponse),
+        ModelCallErrors,
     ),
     security(("user_key" = []))
 )]

@@ -3,13 +3,14 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use aiproxy_domain::{Endpoint, UsageStatus};
 use aiproxy_ollama::OllamaClient;
-use aiproxy_openai::{EmbeddingList, EmbeddingRequest, ErrorResponse, embedding_request_to_ollama};
+use aiproxy_openai::{EmbeddingList, EmbeddingRequest, embedding_request_to_ollama};
 
 use crate::accounting::{Accounting, fail_before_answer};
 use crate::admission::{Admitted, admit, ensure_model_allowed};
 use crate::auth::AuthedUser;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::error_responses::ModelCallErrors;
 use crate::request_id::request_id;
 use crate::state::AppState;
 
@@ -19,11 +20,7 @@ use crate::state::AppState;
     request_body = EmbeddingRequest,
     responses(
         (status = 200, body = EmbeddingList),
-        (status = 400, description = "Malformed request", body = ErrorResponse),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
-        (status = 429, description = "Over a rate limit", body = ErrorResponse),
-        (status = 502, description = "Ollama unreachable or failed", body = ErrorResponse),
+        ModelCallErrors,
     ),
     security(("user_key" = []))
 )]

@@ -4,13 +4,13 @@
 use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpResponse, get, web};
 use aiproxy_domain::UsageRecord;
-use aiproxy_openai::ErrorResponse;
 use bytes::Bytes;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::error_responses::{AdminKeyRefused, BadRequest};
 use crate::state::AppState;
 use crate::usage::{UsageParams, UsageRecordBody, filter_from};
 
@@ -45,8 +45,8 @@ pub struct ExportParams {
     params(ExportParams),
     responses(
         (status = 200, description = "CSV (`text/csv`) or JSON lines (`application/x-ndjson`)", content_type = "text/csv", body = String),
-        (status = 400, description = "A bad filter or format", body = ErrorResponse),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
+        BadRequest,
+        AdminKeyRefused,
     ),
     security(("admin_key" = []))
 )]

@@ -50,6 +50,7 @@ mod chat;
 mod completions;
 mod embeddings;
 mod error;
+mod error_responses;
 mod export;
 mod forbidden_addresses;
 mod health;
@@ -149,6 +150,9 @@ fn path_config() -> web::PathConfig {
         (name = "user", description = "OpenAI-compatible routes; `Authorization: Bearer <user key>`"),
         (name = "admin", description = "Users, keys, limits and usage; `Authorization: Bearer <ADMIN_API_KEY>`"),
     ),
+    // Error responses are described with `IntoResponses` types (`error_responses`), whose
+    // schemas utoipa does not collect by itself.
+    components(schemas(aiproxy_openai::ErrorResponse, aiproxy_openai::ErrorBody)),
     modifiers(&SecuritySchemes),
 )]
 struct ApiDoc;

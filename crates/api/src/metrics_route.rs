@@ -1,10 +1,10 @@
 //! `GET /metrics`: the operator's view in Prometheus text format.
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
-use aiproxy_openai::ErrorResponse;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::error_responses::AdminKeyRefused;
 use crate::state::AppState;
 
 /// Prometheus metrics. Needs the admin key unless the operator made metrics public.
@@ -12,7 +12,7 @@ use crate::state::AppState;
     tag = "admin",
     responses(
         (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
-        (status = 401, description = "Not the admin key", body = ErrorResponse),
+        AdminKeyRefused,
     ),
     security(("admin_key" = []), ())
 )]

@@ -3,11 +3,12 @@
 use actix_web::{HttpResponse, get, web};
 use aiproxy_domain::UnixMillis;
 use aiproxy_ollama::OllamaClient;
-use aiproxy_openai::{ErrorResponse, Model, ModelList, find_model, model_id};
+use aiproxy_openai::{Model, ModelList, find_model, model_id};
 
 use crate::admission::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
+use crate::error_responses::{OllamaUnreachable, UnknownModel, UserKeyRefused};
 use crate::state::AppState;
 
 /// Lists the models Ollama has that this user may call.
@@ -15,8 +16,8 @@ use crate::state::AppState;
     tag = "user",
     responses(
         (status = 200, description = "The models", body = ModelList),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
-        (status = 502, description = "Ollama unreachable", body = ErrorResponse),
+        UserKeyRefused,
+        OllamaUnreachable,
     ),
     security(("user_key" = []))
 )]
@@ -47,8 +48,8 @@ pub async fn list_models(
     params(("model" = String, Path, description = "The model's name, e.g. `llama3.2` or `llama3.2:latest`")),
     responses(
         (status = 200, description = "The model", body = Model),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
-        (status = 404, description = "Unknown model", body = ErrorResponse),
+        UserKeyRefused,
+        UnknownModel,
     ),
     security(("user_key" = []))
 )]

@@ -5,13 +5,13 @@ use aiproxy_domain::{
     UnixMillis, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord, UsageSummaryRow,
     UsageTotals, UserId,
 };
-use aiproxy_openai::ErrorResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::admission::current_limit_headers;
 use crate::auth::AuthedUser;
 use crate::error::ApiError;
+use crate::error_responses::{BadRequest, UserKeyRefused};
 use crate::state::AppState;
 
 const DEFAULT_PAGE: u32 = 50;
@@ -187,8 +187,8 @@ pub struct UsageSummary {
     params(UsageParams),
     responses(
         (status = 200, body = UsageReport),
-        (status = 400, description = "A bad filter", body = ErrorResponse),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
+        BadRequest,
+        UserKeyRefused,
     ),
     security(("user_key" = []))
 )]
@@ -212,8 +212,8 @@ pub async fn my_usage(
     params(UsageParams),
     responses(
         (status = 200, body = UsageSummary),
-        (status = 400, description = "A bad filter", body = ErrorResponse),
-        (status = 401, description = "Missing or wrong key", body = ErrorResponse),
+        BadRequest,
+        UserKeyRefused,
     ),
     security(("user_key" = []))
 )]

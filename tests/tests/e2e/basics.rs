@@ -64,6 +64,40 @@ async fn openapi_describes_every_route_with_both_key_schemes() {
     let schemes = &reply.json["components"]["securitySchemes"];
     assert_eq!(schemes["user_key"]["scheme"], "bearer");
     assert_eq!(schemes["admin_key"]["scheme"], "bearer");
+
+    // Every schema a response or a request refers to is in the document.
+    fn refs(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::String(target)) = map.get("$ref") {
+                    out.push(target.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut targets = Vec::new();
+    refs(&reply.json, &mut targets);
+    let schemas = reply.json["components"]["schemas"].as_object().unwrap();
+    for target in &targets {
+        let name = target.trim_start_matches("#/components/schemas/");
+        assert!(
+            schemas.contains_key(name),
+            "{target} is not in the document"
+        );
+    }
+    assert!(targets.iter().any(|t| t.ends_with("/ErrorResponse")));
+    let completions = &paths["/v1/completions"]["post"]["responses"];
+    for status in [
+        "400", "401", "403", "404", "413", "429", "502", "503", "504",
+    ] {
+        assert!(
+            completions.get(status).is_some(),
+            "/v1/completions: {status}"
+        );
+    }
 }
 
 #[actix_web::test]
