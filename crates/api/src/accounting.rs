@@ -13,7 +13,7 @@ use aiproxy_domain::{Endpoint, UnixMillis, UsageCommit, UsageRecord, UsageStatus
 use aiproxy_ollama::{OllamaError, TimeoutPhase};
 
 use crate::admission::Ticket;
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain};
 use crate::state::AppState;
 
 /// The bill of one admitted request.
@@ -143,7 +143,7 @@ fn settle_in_background(commit: UsageCommit) {
         Ok(runtime) => {
             runtime.spawn(async move {
                 if let Err(err) = commit.await {
-                    tracing::error!(error = %err, "could not record the usage of an aborted request");
+                    tracing::error!(error = %Chain(&err), "could not record the usage of an aborted request");
                 }
             });
         }
@@ -161,7 +161,7 @@ pub(crate) async fn fail_before_answer(accounting: Accounting, err: OllamaError)
         } => accounting.cancel(),
         _ => {
             if let Err(store_err) = accounting.finish(0, 0, UsageStatus::Error).await {
-                tracing::error!(error = %store_err, "could not record a failed request");
+                tracing::error!(error = %Chain(&store_err), "could not record a failed request");
             }
         }
     }

@@ -69,10 +69,10 @@ pub enum ApiError {
     #[error("rate limited: {}", .0.limit.name())]
     RateLimited(Rejection),
     /// Ollama failed or could not be reached.
-    #[error("upstream: {0}")]
+    #[error("the call to Ollama failed")]
     Upstream(#[from] OllamaError),
     /// The database failed.
-    #[error("storage: {0}")]
+    #[error("the store failed")]
     Storage(#[from] StoreError),
     /// A bug: something that should not happen. The client sees a generic message.
     #[error("internal: {0}")]
@@ -398,7 +398,7 @@ impl ResponseError for ApiError {
         // Log once, here at the edge: server faults with their whole cause, client mistakes
         // quietly.
         if status.is_server_error() {
-            tracing::error!(status = status.as_u16(), error = %error_chain(self), "request failed");
+            tracing::error!(status = status.as_u16(), error = %Chain(self), "request failed");
         } else {
             tracing::debug!(status = status.as_u16(), error = %self, "request refused");
         }
@@ -419,34 +419,49 @@ impl ApiError {
     }
 }
 
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        // A message that already ends with its cause's text (`#[error("upstream: {0}")]`)
-        // would otherwise print it twice.
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+/// An error with its causes, `message: cause: cause of the cause`, for logs. Each error's
+/// message says what failed at its level and leaves its cause to `source()`, so walking the
+/// chain prints every message once.
+pub(crate) struct Chain<'a>(pub(crate) &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
         }
-        source = cause.source();
+        Ok(())
     }
-    text
 }
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
 
     #[test]
-    fn a_cause_already_in_the_message_is_not_repeated() {
-        let error = ApiError::Upstream(OllamaError::Connect {
+    fn a_message_leaves_its_cause_to_source_and_the_chain_prints_each_once() {
+        let upstream = ApiError::Upstream(OllamaError::Connect {
             message: "connection refused".into(),
         });
+        let storage = ApiError::Storage(StoreError::Unavailable("disk full".into()));
+        for error in [&upstream, &storage] {
+            let cause = error.source().expect("a cause").to_string();
+            assert!(
+                !error.to_string().contains(&cause),
+                "{error} repeats its cause {cause}"
+            );
+        }
         assert_eq!(
-            error_chain(&error),
-            "upstream: could not reach Ollama: connection refused"
+            Chain(&upstream).to_string(),
+            "the call to Ollama failed: could not reach Ollama: connection refused"
+        );
+        assert_eq!(
+            Chain(&storage).to_string(),
+            "the store failed: the store is unavailable: disk full"
         );
     }
 }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::auth::Admin;
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain};
 use crate::error_responses::{AdminKeyRefused, BadRequest};
 use crate::state::AppState;
 use crate::usage::{UsageParams, UsageRecordBody, filter_from};
@@ -92,7 +92,7 @@ pub async fn export_usage(
             sender.blocking_send(encode(record, csv)).is_ok()
         });
         if let Err(err) = result {
-            tracing::error!(error = %err, "usage export stopped early");
+            tracing::error!(error = %Chain(&err), "usage export stopped early");
         }
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 
 use crate::accounting::Accounting;
-use crate::error::ApiError;
+use crate::error::{ApiError, Chain};
 use crate::state::AppState;
 
 /// One upstream line in the shape every encoder reads.
@@ -177,7 +177,7 @@ impl<L: UpstreamLine, E: Encoder> Machine<L, E> {
                     if let Some(accounting) = self.accounting.take()
                         && let Err(store_err) = accounting.finish_streamed_as_error().await
                     {
-                        tracing::error!(error = %store_err, "could not record a failed stream");
+                        tracing::error!(error = %Chain(&store_err), "could not record a failed stream");
                     }
                     let mut out = Vec::with_capacity(E::EVENT_CAPACITY);
                     self.encoder.error(&mut out, &ApiError::Upstream(err));

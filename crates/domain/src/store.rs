@@ -27,7 +27,7 @@ pub enum StoreError {
     },
     /// The store cannot serve requests now (database locked, disk full, read-only file, pool
     /// exhausted). Nothing was written.
-    #[error("the store is unavailable: {0}")]
+    #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
