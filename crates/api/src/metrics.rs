@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use aiproxy_domain::unpoison;
 use aiproxy_ratelimit::LimitKind;
 
 const LATENCY_BOUNDS: [f64; 14] = [
@@ -99,13 +100,12 @@ impl Metrics {
 
     pub(crate) fn request_finished(&self, route: &str, status: u16) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if let Ok(mut http) = self.http.lock() {
-            let by_status = match http.get_mut(route) {
-                Some(by_status) => by_status,
-                None => http.entry(route.to_owned()).or_default(),
-            };
-            *by_status.entry(status).or_default() += 1;
-        }
+        let mut http = unpoison(self.http.lock());
+        let by_status = match http.get_mut(route) {
+            Some(by_status) => by_status,
+            None => http.entry(route.to_owned()).or_default(),
+        };
+        *by_status.entry(status).or_default() += 1;
     }
 
     pub(crate) fn refused(&self, kind: LimitKind) {
@@ -122,15 +122,14 @@ impl Metrics {
         prompt: u64,
         completion: u64,
     ) {
-        if let Ok(mut models) = self.models.lock() {
-            let counters = match models.get_mut(model) {
-                Some(counters) => counters,
-                None => models.entry(model.to_owned()).or_default(),
-            };
-            *counters.requests.entry((endpoint, status)).or_default() += 1;
-            counters.prompt_tokens += prompt;
-            counters.completion_tokens += completion;
-        }
+        let mut models = unpoison(self.models.lock());
+        let counters = match models.get_mut(model) {
+            Some(counters) => counters,
+            None => models.entry(model.to_owned()).or_default(),
+        };
+        *counters.requests.entry((endpoint, status)).or_default() += 1;
+        counters.prompt_tokens += prompt;
+        counters.completion_tokens += completion;
     }
 
     pub(crate) fn upstream_head(&self, elapsed: Duration) {
@@ -153,21 +152,18 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP aiproxy_http_requests_total Requests answered, by route and status.\n# TYPE aiproxy_http_requests_total counter\n");
-        if let Ok(http) = self.http.lock() {
-            for (route, by_status) in http.iter() {
-                let route = escape(route);
-                for (status, n) in by_status {
-                    let _ = writeln!(
-                        out,
-                        "aiproxy_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-                    );
-                }
+        for (route, by_status) in unpoison(self.http.lock()).iter() {
+            let route = escape(route);
+            for (status, n) in by_status {
+                let _ = writeln!(
+                    out,
+                    "aiproxy_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
             }
         }
-        let models_guard = self.models.lock().ok();
-        let models = models_guard.as_deref();
+        let models = unpoison(self.models.lock());
         out.push_str("# HELP aiproxy_model_requests_total Requests that reached Ollama, by model, endpoint and outcome.\n# TYPE aiproxy_model_requests_total counter\n");
-        for (model, counters) in models.into_iter().flatten() {
+        for (model, counters) in models.iter() {
             let model = escape(model);
             for ((endpoint, status), n) in &counters.requests {
                 let _ = writeln!(
@@ -177,7 +173,7 @@ impl Metrics {
             }
         }
         out.push_str("# HELP aiproxy_tokens_total Tokens accounted, by model and kind.\n# TYPE aiproxy_tokens_total counter\n");
-        for (model, counters) in models.into_iter().flatten() {
+        for (model, counters) in models.iter() {
             let model = escape(model);
             let _ = writeln!(
                 out,
@@ -185,7 +181,7 @@ impl Metrics {
                 counters.prompt_tokens, counters.completion_tokens
             );
         }
-        drop(models_guard);
+        drop(models);
         out.push_str("# HELP aiproxy_rate_limit_refusals_total Requests refused, by the limit that refused them.\n# TYPE aiproxy_rate_limit_refusals_total counter\n");
         for (kind, n) in LIMIT_KINDS.iter().zip(&self.refusals) {
             let _ = writeln!(

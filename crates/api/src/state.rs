@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aiproxy_domain::{ApiKeyHash, Store, User, UserId};
+use aiproxy_domain::{ApiKeyHash, Store, User, UserId, unpoison};
 use aiproxy_ratelimit::RateLimiter;
 
 /// Settings of the HTTP layer.
@@ -99,26 +99,55 @@ pub struct KeyCache {
 
 impl KeyCache {
     pub(crate) fn get(&self, hash: &ApiKeyHash) -> Option<Arc<User>> {
-        self.users.read().ok()?.get(hash).cloned()
+        unpoison(self.users.read()).get(hash).cloned()
     }
 
     pub(crate) fn insert(&self, hash: ApiKeyHash, user: Arc<User>) {
-        if let Ok(mut users) = self.users.write() {
-            users.insert(hash, user);
-        }
+        unpoison(self.users.write()).insert(hash, user);
     }
 
     /// Drops every cached entry of `user`.
     pub fn invalidate(&self, user: &UserId) {
-        if let Ok(mut users) = self.users.write() {
-            users.retain(|_, cached| &cached.id != user);
-        }
+        unpoison(self.users.write()).retain(|_, cached| &cached.id != user);
     }
 
     /// Drops everything.
     pub fn clear(&self) {
-        if let Ok(mut users) = self.users.write() {
-            users.clear();
-        }
+        unpoison(self.users.write()).clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aiproxy_domain::{ApiKey, RateLimits, UnixMillis};
+
+    use super::*;
+
+    #[test]
+    fn the_key_cache_keeps_working_after_a_panic_poisoned_its_lock() {
+        let cache = Arc::new(KeyCache::default());
+        let key = ApiKey::generate().hash();
+        let user = Arc::new(User {
+            id: UserId::parse("alice").unwrap(),
+            display_name: None,
+            note: None,
+            key_prefix: String::new(),
+            limits: RateLimits::default(),
+            disabled: false,
+            key_expires_at: None,
+            allowed_models: None,
+            created_at: UnixMillis(0),
+        });
+        cache.insert(key, user.clone());
+        let holder = cache.clone();
+        let panicked = std::thread::spawn(move || {
+            let _guard = holder.users.write();
+            panic!("a panic while holding the cache");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(cache.get(&key).is_some(), "still served from the cache");
+        cache.invalidate(&user.id);
+        assert!(cache.get(&key).is_none(), "and still invalidated");
     }
 }

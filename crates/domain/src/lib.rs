@@ -20,6 +20,7 @@
 
 mod keys;
 mod limits;
+mod poison;
 mod store;
 mod timestamp;
 mod usage;
@@ -27,6 +28,7 @@ mod user;
 
 pub use keys::{ApiKey, ApiKeyHash, KEY_PREFIX_LEN, secrets_equal};
 pub use limits::{LimitsPatch, MAX_LIMIT_VALUE, RateLimits};
+pub use poison::unpoison;
 pub use store::{Page, Store, StoreError, UsageCommit, UsageStore, UserStore};
 pub use timestamp::UnixMillis;
 pub use usage::{

@@ -78,9 +78,9 @@ use std::collections::HashMap;
 use std::collections::hash_map::{Entry, RandomState};
 use std::fmt;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
-use aiproxy_domain::{RateLimits, UnixMillis, UsageEvent, UserId};
+use aiproxy_domain::{RateLimits, UnixMillis, UsageEvent, UserId, unpoison};
 
 pub use outcome::{LimitKind, LimitStatus, Rejection, WindowStatus};
 pub use reservation::Reservation;
@@ -167,7 +167,7 @@ impl RateLimiter {
         now: UnixMillis,
     ) -> Result<Reservation, Rejection> {
         let windows = self.windows_of(user, now);
-        let grant = lock(&windows).admit(
+        let grant = unpoison(windows.lock()).admit(
             limits,
             requested_completion_tokens,
             self.config.default_completion_budget,
@@ -185,7 +185,7 @@ impl RateLimiter {
     /// The header values for `user` at `now`, without recording anything.
     pub fn status(&self, user: &UserId, limits: &RateLimits, now: UnixMillis) -> LimitStatus {
         match self.existing_windows_of(user) {
-            Some(windows) => lock(&windows).status(limits, now),
+            Some(windows) => unpoison(windows.lock()).status(limits, now),
             None => windows::fresh_status(limits),
         }
     }
@@ -223,9 +223,9 @@ impl RateLimiter {
                 .set_lifetime_tokens(total_tokens);
         }
         for (user, history) in rebuilt {
-            let mut users = lock(&self.shard_of(&user).users);
+            let mut users = unpoison(self.shard_of(&user).users.lock());
             match users.entry(user) {
-                Entry::Occupied(entry) => lock(entry.get()).replace_history(history),
+                Entry::Occupied(entry) => unpoison(entry.get().lock()).replace_history(history),
                 Entry::Vacant(entry) => {
                     entry.insert(Arc::new(Mutex::new(history)));
                 }
@@ -237,7 +237,7 @@ impl RateLimiter {
     /// flight settle into the dropped state and affect nothing; a new user of the same id
     /// starts empty.
     pub fn forget(&self, user: &UserId) {
-        lock(&self.shard_of(user).users).remove(user);
+        unpoison(self.shard_of(user).users.lock()).remove(user);
     }
 
     /// Drops everything held about every user (all users deleted), as [`RateLimiter::forget`]
@@ -245,7 +245,7 @@ impl RateLimiter {
     /// keep the state it was admitted into.
     pub fn forget_all(&self) {
         for shard in &self.shards {
-            lock(&shard.users).clear();
+            unpoison(shard.users.lock()).clear();
         }
     }
 
@@ -256,11 +256,13 @@ impl RateLimiter {
     }
 
     fn existing_windows_of(&self, user: &UserId) -> Option<Arc<Mutex<UserWindows>>> {
-        lock(&self.shard_of(user).users).get(user).cloned()
+        unpoison(self.shard_of(user).users.lock())
+            .get(user)
+            .cloned()
     }
 
     fn windows_of(&self, user: &UserId, now: UnixMillis) -> Arc<Mutex<UserWindows>> {
-        let mut users = lock(&self.shard_of(user).users);
+        let mut users = unpoison(self.shard_of(user).users.lock());
         // `get` first so the common case does not clone the id.
         if let Some(windows) = users.get(user) {
             return Arc::clone(windows);
@@ -284,13 +286,6 @@ impl fmt::Debug for RateLimiter {
             .field("shards", &self.shards.len())
             .finish_non_exhaustive()
     }
-}
-
-/// Locks `mutex` even if a thread panicked while holding it. The guarded values are counters
-/// whose updates cannot panic halfway, so they are consistent; refusing a user for the rest
-/// of the process over an unrelated panic would be worse.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use aiproxy_domain::{RateLimits, UnixMillis};
+use aiproxy_domain::{RateLimits, UnixMillis, unpoison};
 
+use crate::LimitStatus;
 use crate::windows::UserWindows;
-use crate::{LimitStatus, lock};
 
 /// An admitted request: it holds one concurrency slot and its completion budget against
 /// every token limit until it is settled or dropped.
@@ -74,7 +74,7 @@ impl Reservation {
         let Some(windows) = self.windows.take() else {
             return self.status;
         };
-        let mut user = lock(&windows);
+        let mut user = unpoison(windows.lock());
         user.release(self.reserved_tokens);
         user.record_tokens(total_tokens, now);
         user.status(&self.limits, now)
@@ -84,7 +84,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(windows) = self.windows.take() {
-            lock(&windows).release(self.reserved_tokens);
+            unpoison(windows.lock()).release(self.reserved_tokens);
         }
     }
 }

@@ -20,11 +20,11 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use aiproxy_domain::{StoreError, UsageCommit, UsageRecord};
+use aiproxy_domain::{StoreError, UsageCommit, UsageRecord, unpoison};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::StorageError;
@@ -111,7 +111,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Journal> {
-        self.journal.lock().unwrap_or_else(PoisonError::into_inner)
+        unpoison(self.journal.lock())
     }
 }
 
@@ -282,11 +282,12 @@ impl UsageWriter {
             }
             journal.flush_requested = true;
             shared.work.notify_one();
-            journal = shared
-                .ingested
-                .wait_timeout(journal, Duration::from_millis(100))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            journal = unpoison(
+                shared
+                    .ingested
+                    .wait_timeout(journal, Duration::from_millis(100)),
+            )
+            .0;
         }
         Ok(())
     }
@@ -309,11 +310,7 @@ impl UsageWriter {
         };
         shared.lock().stopping = true;
         shared.work.notify_one();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let thread = unpoison(self.thread.lock()).take();
         if let Some(thread) = thread
             && thread.join().is_err()
         {
@@ -464,11 +461,7 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
             } else {
                 due.saturating_duration_since(now)
             };
-            journal = shared
-                .work
-                .wait_timeout(journal, wait)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
+            journal = unpoison(shared.work.wait_timeout(journal, wait)).0;
         }
         journal.flush_requested = false;
         if journal.pending.is_empty() {
@@ -515,11 +508,7 @@ fn run(mut conn: Connection, shared: &Shared, interval: Duration) {
                 }
                 // Not straight back into a failing database: wait for the next interval.
                 shared.ingested.notify_all();
-                journal = shared
-                    .work
-                    .wait_timeout(journal, interval)
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+                journal = unpoison(shared.work.wait_timeout(journal, interval)).0;
                 continue;
             }
         }
