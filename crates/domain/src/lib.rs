@@ -2,7 +2,7 @@
 //! traits that storage engines implement; no I/O.
 //!
 //! Nothing here knows about HTTP, SQL or an async runtime. The wire formats live elsewhere:
-//! OpenAI's in `aiproxy-api`, Ollama's in `aiproxy-ollama`. A storage engine (SQLite in
+//! OpenAI's in `aiproxy-openai`, Ollama's in `aiproxy-ollama`. A storage engine (SQLite in
 //! `aiproxy-storage`, or your own) implements [`Store`], and the HTTP layer sees the database
 //! only through that trait.
 //!

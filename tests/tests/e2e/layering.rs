@@ -107,9 +107,25 @@ fn dependencies_point_one_way() {
             );
         }
     }
-    assert!(
-        normal_deps(&edges, "proxy-server").contains("aiproxy-api"),
-        "the binary wires the api crate"
+    assert_eq!(
+        normal_deps(&edges, "proxy-server"),
+        set(&[
+            "aiproxy-api",
+            "aiproxy-domain",
+            "aiproxy-ollama",
+            "aiproxy-ratelimit",
+            "aiproxy-storage"
+        ]),
+        "the binary wires the api crate to the store it names"
+    );
+    assert_eq!(
+        normal_deps(&edges, "aiproxy-e2e"),
+        set(&[
+            "aiproxy-domain",
+            "aiproxy-ollama-sim",
+            "aiproxy-storage",
+            "proxy-server"
+        ])
     );
 }
 
