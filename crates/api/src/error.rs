@@ -11,7 +11,7 @@ use aiproxy_ratelimit::{LimitKind, Rejection};
 use crate::ratelimit_headers::rate_limit_headers;
 
 /// Everything a request can fail with. Each variant decides its status, OpenAI `type` and
-/// `code`, message and headers in [`ApiError::describe`], one exhaustive table.
+/// `code`, message and headers in `ApiError::describe`, one exhaustive table.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The request is malformed or asks for something impossible.
