@@ -16,7 +16,8 @@ use crate::error::{OllamaError, TimeoutPhase};
 use crate::ndjson::{BodyStream, ChatStream, GenerateStream, NdjsonStream, from_json_bytes};
 use crate::types::{
     ChatBody, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GenerateBody,
-    GenerateRequest, GenerateResponse, ShowRequest, ShowResponse, TagsResponse, VersionResponse,
+    GenerateRequest, GenerateResponse, PsResponse, ShowRequest, ShowResponse, TagsResponse,
+    VersionResponse,
 };
 
 /// The largest non-streaming body accepted. Embeddings of a large batch are the biggest
@@ -41,11 +42,12 @@ pub struct OllamaClient {
 }
 
 /// The paths this client calls.
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 7] = [
     "/api/chat",
     "/api/generate",
     "/api/embed",
     "/api/tags",
+    "/api/ps",
     "/api/show",
     "/api/version",
 ];
@@ -187,6 +189,12 @@ impl OllamaClient {
     /// `GET /api/tags`: the installed models.
     pub async fn tags(&self) -> Result<TagsResponse, OllamaError> {
         self.call_json::<(), _>(Method::GET, "/api/tags", None, None)
+            .await
+    }
+
+    /// `GET /api/ps`: the models loaded in memory now.
+    pub async fn ps(&self) -> Result<PsResponse, OllamaError> {
+        self.call_json::<(), _>(Method::GET, "/api/ps", None, None)
             .await
     }
 

@@ -1,5 +1,5 @@
 //! A typed async client for Ollama's native HTTP API (`/api/chat`, `/api/generate`,
-//! `/api/embed`, `/api/tags`, `/api/show`, `/api/version`), built on awc.
+//! `/api/embed`, `/api/tags`, `/api/ps`, `/api/show`, `/api/version`), built on awc.
 //!
 //! It speaks Ollama's wire format only: translating to and from the OpenAI format, deciding
 //! which HTTP status a client of the proxy sees, counting usage and retrying are the caller's
@@ -55,6 +55,6 @@ pub use ndjson::{
 };
 pub use types::{
     ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse,
-    Message, ModelDetails, ModelInfo, ShowResponse, TagsResponse, ToolCall, ToolCallFunction,
-    VersionResponse,
+    Message, ModelDetails, ModelInfo, PsResponse, RunningModel, ShowResponse, TagsResponse,
+    ToolCall, ToolCallFunction, VersionResponse,
 };

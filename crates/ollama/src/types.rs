@@ -301,6 +301,43 @@ pub struct ModelInfo {
     pub capabilities: Option<Vec<String>>,
 }
 
+/// The reply of `GET /api/ps`: the models loaded in memory right now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PsResponse {
+    /// The loaded models, longest remaining keep-alive first; empty when none is loaded.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub models: Vec<RunningModel>,
+}
+
+/// One loaded model, as listed by `/api/ps`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunningModel {
+    /// The model's name, e.g. `llama3.2:latest`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// Same as `name` on current servers.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub model: String,
+    /// Size in memory in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// SHA-256 digest of the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Family, size and quantization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<ModelDetails>,
+    /// When the model will be unloaded, RFC 3339 with the server's offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The part of `size` held in GPU memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_vram: Option<u64>,
+    /// The context window the model was loaded with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+}
+
 /// Details of a model, shared by `/api/tags` and `/api/show`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelDetails {

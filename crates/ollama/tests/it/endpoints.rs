@@ -211,6 +211,20 @@ async fn tags_lists_the_installed_models() {
 }
 
 #[actix_web::test]
+async fn ps_lists_the_loaded_models() {
+    let (sim, client) = start().await;
+    assert!(client.ps().await.unwrap().models.is_empty());
+    client.chat(&chat_request("llama3.2", "Hi")).await.unwrap();
+    let ps = client.ps().await.unwrap();
+    let names: Vec<_> = ps.models.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["llama3.2:latest"]);
+    let loaded = &ps.models[0];
+    assert!(loaded.expires_at.is_some());
+    assert_eq!(loaded.context_length, Some(4096));
+    assert_eq!(sim.control().stats().requests_to(SimEndpoint::Ps), 2);
+}
+
+#[actix_web::test]
 async fn show_reports_capabilities() {
     let (_sim, client) = start().await;
     let show = client.show("moondream").await.unwrap();
