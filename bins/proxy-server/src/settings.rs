@@ -206,6 +206,7 @@ impl Settings {
             response_timeout: Duration::from_secs(self.ollama_response_timeout_secs),
             idle_timeout: Duration::from_secs(self.ollama_idle_timeout_secs),
             max_connections: self.ollama_max_connections,
+            headers: Vec::new(),
         }
     }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::rc::Rc;
 use std::time::Duration;
 
-use awc::http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use awc::http::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use awc::http::{Method, Uri};
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -58,10 +58,13 @@ const PATHS: [&str; 7] = [
 struct Targets {
     uris: Vec<(&'static str, Uri)>,
     host: Option<HeaderValue>,
+    /// [`OllamaConfig::headers`], parsed; `Err` names the first that is not a valid header,
+    /// and then every call fails instead of going out without it.
+    extra_headers: Result<Vec<(HeaderName, HeaderValue)>, String>,
 }
 
 impl Targets {
-    fn new(base_url: &str) -> Self {
+    fn new(base_url: &str, headers: &[(String, String)]) -> Self {
         let uris: Vec<(&'static str, Uri)> = PATHS
             .iter()
             .filter_map(|path| {
@@ -78,7 +81,11 @@ impl Targets {
             };
             HeaderValue::from_str(&value).ok()
         });
-        Targets { uris, host }
+        Targets {
+            uris,
+            host,
+            extra_headers: parse_headers(headers),
+        }
     }
 
     fn uri(&self, path: &str) -> Option<&Uri> {
@@ -114,7 +121,7 @@ impl OllamaClient {
         let base_url = config.base_url.trim_end_matches('/');
         OllamaClient {
             http,
-            targets: Rc::new(Targets::new(base_url)),
+            targets: Rc::new(Targets::new(base_url, &config.headers)),
             base_url: Rc::from(base_url),
             idle_timeout: config.idle_timeout,
         }
@@ -273,6 +280,18 @@ impl OllamaClient {
         if let Some(host) = &self.targets.host {
             request = request.insert_header((HOST, host.clone()));
         }
+        match &self.targets.extra_headers {
+            Ok(headers) => {
+                for (name, value) in headers {
+                    request = request.insert_header((name.clone(), value.clone()));
+                }
+            }
+            Err(message) => {
+                return Err(OllamaError::Connect {
+                    message: message.clone(),
+                });
+            }
+        }
         tracing::debug!(path, model, "calling Ollama");
         let started = tokio::time::Instant::now();
         let sent = match body {
@@ -321,6 +340,22 @@ impl OllamaClient {
         let bytes = read_body_prefix(&mut body, MAX_ERROR_BODY_BYTES, self.idle_timeout).await;
         Err(OllamaError::from_status(status.as_u16(), &bytes, model))
     }
+}
+
+/// Parses the configured extra headers; values are marked sensitive so awc's own debugging
+/// output never shows them.
+fn parse_headers(headers: &[(String, String)]) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let parsed_name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("the configured header name {name:?} is not valid"))?;
+            let mut parsed_value = HeaderValue::from_str(value)
+                .map_err(|_| format!("the configured value of header {name:?} is not valid"))?;
+            parsed_value.set_sensitive(true);
+            Ok((parsed_name, parsed_value))
+        })
+        .collect()
 }
 
 /// A 2xx answer whose body has not been read yet.

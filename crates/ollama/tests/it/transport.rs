@@ -231,3 +231,55 @@ async fn a_request_names_its_host_and_json_and_a_body_in_pieces_is_read_whole() 
     assert_eq!(body["stream"], false);
     assert_eq!(body["messages"][0]["content"], "hi", "(lower-cased above)");
 }
+
+#[actix_web::test]
+async fn configured_headers_go_with_every_request() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (heads, mut received) = tokio::sync::mpsc::unbounded_channel();
+    actix_web::rt::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 4096];
+            let read = socket.read(&mut buffer).await.unwrap();
+            heads
+                .send(String::from_utf8_lossy(&buffer[..read]).to_lowercase())
+                .unwrap();
+            let body = r#"{"version":"0.33.0"}"#;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        }
+    });
+    let client = OllamaClient::new(&OllamaConfig {
+        base_url: format!("http://{address}"),
+        headers: vec![
+            ("Authorization".into(), "Bearer gateway-token".into()),
+            ("X-Team".into(), "ml".into()),
+        ],
+        ..OllamaConfig::default()
+    });
+    assert_eq!(client.version().await.unwrap().version, "0.33.0");
+    let head = received.recv().await.unwrap();
+    assert!(
+        head.contains("authorization: bearer gateway-token\r\n"),
+        "{head}"
+    );
+    assert!(head.contains("x-team: ml\r\n"), "{head}");
+}
+
+#[actix_web::test]
+async fn an_invalid_configured_header_fails_every_call_instead_of_dropping_it() {
+    let client = OllamaClient::new(&OllamaConfig {
+        base_url: "http://127.0.0.1:9".into(),
+        headers: vec![("Authorization".into(), "Bearer bad\nvalue".into())],
+        ..OllamaConfig::default()
+    });
+    let error = client.version().await.unwrap_err();
+    assert!(
+        matches!(&error, OllamaError::Connect { message } if message.contains("Authorization") && !message.contains("bad")),
+        "{error:?}"
+    );
+}
