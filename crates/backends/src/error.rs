@@ -66,11 +66,12 @@ pub enum RouteError {
     },
     /// The backend's own answer (a 4xx, a model it does not have) or, after every allowed
     /// try failed, the last try's failure. As without routing, the HTTP layer maps `error`.
-    #[error("backend {backend}: {error}")]
+    #[error("the request to backend {backend} failed (try {attempts})")]
     Upstream {
         /// The backend that gave this answer.
         backend: Arc<str>,
         /// What it answered, or how it failed.
+        #[source]
         error: OllamaError,
         /// How many backends were tried.
         attempts: u32,
@@ -121,5 +122,30 @@ impl fmt::Display for Unavailable {
             write!(f, ", {} already tried", self.tried)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_send_and_sync_and_leave_their_cause_to_source() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<RouteError>();
+        assert_send_sync::<ConfigError>();
+        let error = RouteError::Upstream {
+            backend: Arc::from("gpu1"),
+            error: OllamaError::Connect {
+                message: "refused".into(),
+            },
+            attempts: 2,
+        };
+        assert_eq!(
+            error.to_string(),
+            "the request to backend gpu1 failed (try 2)"
+        );
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("could not reach Ollama: refused"));
     }
 }

@@ -6,9 +6,10 @@
 //! operator's views.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aiproxy_domain::unpoison;
 use aiproxy_ollama::{ModelInfo, OllamaError};
 use tokio::sync::Notify;
 
@@ -205,8 +206,7 @@ pub(crate) fn now_unix_ms() -> u64 {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing here leaves its data half-written across a panic, so a poisoned lock is usable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+    unpoison(mutex.lock())
 }
 
 impl Backends {
@@ -362,11 +362,7 @@ impl Backends {
             .map(|backend| lock(&backend.listing).listing.clone())
             .collect();
         let table = Arc::new(ModelTable::build(&listings));
-        let mut current = self
-            .inner
-            .table
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut current = unpoison(self.inner.table.write());
         *current = table;
         // Bumped under the lock, so a worker that sees the new version reads the new table.
         self.inner.version.0.fetch_add(1, Ordering::Release);
@@ -374,11 +370,7 @@ impl Backends {
 
     /// The current table and its version.
     pub(crate) fn table(&self) -> (u64, Arc<ModelTable>) {
-        let table = self
-            .inner
-            .table
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let table = unpoison(self.inner.table.read());
         (
             self.inner.version.0.load(Ordering::Acquire),
             Arc::clone(&table),

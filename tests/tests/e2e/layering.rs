@@ -75,7 +75,7 @@ fn dependencies_point_one_way() {
     assert_eq!(normal_deps(&edges, "aiproxy-ollama"), set(&[]));
     assert_eq!(
         normal_deps(&edges, "aiproxy-backends"),
-        set(&["aiproxy-ollama"]),
+        set(&["aiproxy-domain", "aiproxy-ollama"]),
         "routing knows the Ollama client and nothing of HTTP serving or storage"
     );
     assert_eq!(
