@@ -26,8 +26,10 @@ pub struct BackendSpec {
     /// for each one a backend of weight 1 takes.
     pub weight: u32,
     /// Most requests in flight at once from this proxy; a backend at its cap gets no new
-    /// request. `None` (the default) is no cap. The cap is read before the request is
-    /// counted, so workers racing for the last slot can pass it by at most one each.
+    /// request. `None` (the default) is no cap. Each worker checks it against its view of
+    /// the requests in flight, which may miss what other workers started in the last
+    /// [`IN_FLIGHT_VIEW_MAX_AGE`](crate::IN_FLIGHT_VIEW_MAX_AGE): a cap to protect a backend,
+    /// not an exact count.
     pub max_in_flight: Option<u32>,
     /// Headers sent with every request to this backend (e.g. `Authorization` for an Ollama
     /// behind its own gateway). Secrets: `Debug` shows names only.

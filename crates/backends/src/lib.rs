@@ -29,8 +29,9 @@
 //! the backend's answer and are returned as they are.
 //!
 //! **Per request** a worker reads a version number (and the model table only when it moved),
-//! a few flags per candidate backend, and writes its own stripe of the counters: no lock, and
-//! no cache line that other workers write.
+//! a few flags per candidate backend, and its own view of the requests in flight (summed
+//! over every worker's stripe at most once per [`IN_FLIGHT_VIEW_MAX_AGE`]), and writes its
+//! own stripe of the counters: no lock, and no cache line that other workers write.
 //!
 //! ```no_run
 //! use aiproxy_backends::{BackendSpec, Backends, RouterConfig};
@@ -69,4 +70,4 @@ pub use config::{BackendSpec, MAX_BACKENDS, RouterConfig};
 pub use error::{ConfigError, RouteError, Unavailable};
 pub use monitor::MIN_REDISCOVERY_GAP;
 pub use state::{BackendReport, Backends, Circuit, Health, LastError};
-pub use worker::{BackendClients, Lease, Routed, RoutedStream};
+pub use worker::{BackendClients, IN_FLIGHT_VIEW_MAX_AGE, Lease, Routed, RoutedStream};

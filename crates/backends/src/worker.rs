@@ -42,7 +42,16 @@ struct Worker {
     table: RefCell<(u64, Arc<ModelTable>)>,
     /// Turns ties between equally loaded backends into round robin.
     turn: Cell<usize>,
+    /// Every backend's requests in flight, as last summed over all stripes plus this worker's
+    /// own changes since; summed again when older than [`IN_FLIGHT_VIEW_MAX_AGE`].
+    in_flight: Box<[Cell<i64>]>,
+    in_flight_read_at: Cell<Option<Instant>>,
 }
+
+/// How old the in-flight counts a worker decides on may be. Summing every worker's stripe
+/// reads cache lines other workers keep writing; once a millisecond is enough when requests
+/// last seconds, and the worker's own requests count at once.
+pub const IN_FLIGHT_VIEW_MAX_AGE: std::time::Duration = std::time::Duration::from_millis(1);
 
 impl fmt::Debug for BackendClients {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -136,6 +145,8 @@ impl Backends {
                 stripe,
                 table: RefCell::new(self.table()),
                 turn: Cell::new(stripe),
+                in_flight: inner.backends.iter().map(|_| Cell::new(0)).collect(),
+                in_flight_read_at: Cell::new(None),
             }),
         }
     }
@@ -415,6 +426,31 @@ impl Worker {
         read(&self.table.borrow().1)
     }
 
+    /// Requests in flight on a backend, from every worker: this worker's view, summed afresh
+    /// when older than [`IN_FLIGHT_VIEW_MAX_AGE`].
+    fn in_flight(&self, index: usize, now: Instant) -> i64 {
+        let fresh = self.in_flight_read_at.get().is_some_and(|read_at| {
+            now.saturating_duration_since(read_at) <= IN_FLIGHT_VIEW_MAX_AGE
+        });
+        if !fresh {
+            for (view, backend) in self.in_flight.iter().zip(&*self.backends.inner.backends) {
+                view.set(backend.in_flight());
+            }
+            self.in_flight_read_at.set(Some(now));
+        }
+        self.in_flight[index].get()
+    }
+
+    /// Counts a request of this worker in or out of a backend: in its stripe (which others
+    /// sum) and in its own view.
+    fn count_in_flight(&self, index: usize, delta: i64) {
+        self.backends.inner.backends[index].stripes[self.stripe]
+            .in_flight
+            .fetch_add(delta, Ordering::Relaxed);
+        let view = &self.in_flight[index];
+        view.set(view.get() + delta);
+    }
+
     /// Decides where a request for `model` goes, skipping the backends in `tried`, and counts
     /// it in flight there.
     fn lease(self: &Rc<Self>, model: &str, tried: u64) -> Result<Lease, RouteError> {
@@ -426,6 +462,7 @@ impl Worker {
             // answers, as a single Ollama would.
             _ => (false, all, 0),
         });
+        let now = Instant::now();
         // Half-open backends whose one trial another worker took while this one decided.
         let mut lost_trials = 0u64;
         loop {
@@ -453,7 +490,7 @@ impl Worker {
                 } else if backend
                     .spec
                     .max_in_flight
-                    .is_some_and(|cap| backend.in_flight() >= i64::from(cap))
+                    .is_some_and(|cap| self.in_flight(index, now) >= i64::from(cap))
                 {
                     why.full += 1;
                 } else {
@@ -469,7 +506,7 @@ impl Worker {
             let index = if eligible.count_ones() == 1 {
                 eligible.trailing_zeros() as usize
             } else {
-                self.rank(eligible, loaded)
+                self.rank(eligible, loaded, now)
             };
             let backend = &backends[index];
             let trial = backend.circuit() == Circuit::HalfOpen;
@@ -484,13 +521,11 @@ impl Worker {
                 lost_trials |= 1 << index;
                 continue;
             }
-            backend.stripes[self.stripe]
-                .in_flight
-                .fetch_add(1, Ordering::Relaxed);
+            self.count_in_flight(index, 1);
             return Ok(Lease {
                 worker: Rc::clone(self),
                 index,
-                started: Instant::now(),
+                started: now,
                 listed,
                 was_loaded: loaded & (1 << index) != 0,
                 trial,
@@ -502,14 +537,14 @@ impl Worker {
     /// Picks among several eligible backends: one with the model loaded (while it has fewer
     /// than `prefer_loaded_below` in flight), then the smallest `(in_flight + 1) / weight`;
     /// ties go round robin.
-    fn rank(&self, eligible: u64, loaded: u64) -> usize {
+    fn rank(&self, eligible: u64, loaded: u64, now: Instant) -> usize {
         let backends = &self.backends.inner.backends;
         let prefer_below = i64::from(self.backends.inner.config.prefer_loaded_below);
         let mut candidates = [(0usize, 0i64); crate::MAX_BACKENDS];
         let mut count = 0;
         let mut warm = 0u64;
         for index in bits(eligible) {
-            let in_flight = backends[index].in_flight().max(0);
+            let in_flight = self.in_flight(index, now).max(0);
             if loaded & (1 << index) != 0 && in_flight < prefer_below {
                 warm |= 1 << index;
             }
@@ -646,10 +681,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        self.worker.count_in_flight(self.index, -1);
         let backend = self.shared();
-        backend.stripes[self.worker.stripe]
-            .in_flight
-            .fetch_sub(1, Ordering::Relaxed);
         if self.trial && !self.settled {
             // The trial ended without a verdict (the client left): let another request try.
             backend.flags.0.trial_taken.store(false, Ordering::Release);
