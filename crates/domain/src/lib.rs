@@ -1,10 +1,12 @@
 //! The vocabulary of the proxy — users, API keys, rate limits and usage records — and the
-//! traits that storage engines implement; no I/O.
+//! traits that storage and admission engines implement; no I/O.
 //!
-//! Nothing here knows about HTTP, SQL or an async runtime. The wire formats live elsewhere:
-//! OpenAI's in `aiproxy-openai`, Ollama's in `aiproxy-ollama`. A storage engine (SQLite in
-//! `aiproxy-storage`, or your own) implements [`Store`], and the HTTP layer sees the database
-//! only through that trait.
+//! Nothing here knows about HTTP, SQL or an async runtime: the traits return boxed futures,
+//! and each engine decides what drives them. The wire formats live elsewhere: OpenAI's in
+//! `aiproxy-openai`, Ollama's in `aiproxy-ollama`. A storage engine (SQLite in
+//! `aiproxy-storage`, PostgreSQL in `aiproxy-storage-postgres`, or your own) implements
+//! [`Store`]; an admission engine (in-process in `aiproxy-ratelimit`, shared by replicas in
+//! `aiproxy-storage-postgres`) implements [`Admission`]. The HTTP layer sees only these traits.
 //!
 //! ```
 //! use aiproxy_domain::{ApiKey, RateLimits, UserId};
@@ -18,6 +20,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod keys;
 mod limits;
 mod poison;
@@ -26,14 +29,22 @@ mod timestamp;
 mod usage;
 mod user;
 
+pub use admission::{
+    Admission, AdmissionError, AdmissionFuture, AdmissionRequest, Admitted, LimitKind, LimitStatus,
+    RETRY_HINT_MS, Rejection, StatusFuture, Ticket, WindowStatus,
+};
 pub use keys::{ApiKey, ApiKeyHash, KEY_PREFIX_LEN, secrets_equal};
 pub use limits::{LimitsPatch, MAX_LIMIT_VALUE, RateLimits};
 pub use poison::unpoison;
-pub use store::{Page, Store, StoreError, UsageCommit, UsageStore, UserStore};
+pub use store::{
+    Deleted, Page, Store, StoreError, StoreFuture, UsageCommit, UsageStore, UserQuery, UserSort,
+    UserStore,
+};
 pub use timestamp::UnixMillis;
 pub use usage::{
-    Endpoint, UsageEvent, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord,
-    UsageStatus, UsageSummaryRow, UsageTotals, UserSummary,
+    Endpoint, Period, RefusalCount, RefusalGrouping, RefusalSummaryRow, UsageCursor, UsageEvent,
+    UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord, UsageStatus, UsageSummaryRow,
+    UsageTotals, UserSummary, civil_from_days, days_from_civil,
 };
 pub use user::{NewUser, User, UserId, UserPatch};
 

@@ -6,7 +6,8 @@ use crate::ValidationError;
 /// negative number cast to unsigned somewhere) and is refused rather than stored.
 pub const MAX_LIMIT_VALUE: u64 = 1_000_000_000_000;
 
-/// A user's limits. `None` means unlimited.
+/// A user's limits. `None` means unlimited, except for the two caps on Ollama options
+/// (`max_num_ctx`, `max_keep_alive_secs`), where `None` means "the server's policy".
 ///
 /// Windows slide: a request counts against `requests_per_minute` for the sixty seconds after
 /// it was admitted, not until the next minute boundary. See `aiproxy-ratelimit` for how
@@ -31,6 +32,16 @@ pub struct RateLimits {
     /// Requests of this user in flight at once.
     #[schema(example = json!(null))]
     pub max_concurrent_requests: Option<u64>,
+    /// The largest context (Ollama's `num_ctx`) this user may ask for; `None` for the
+    /// server's cap.
+    #[serde(default)]
+    #[schema(example = json!(null))]
+    pub max_num_ctx: Option<u64>,
+    /// The longest this user may ask Ollama to keep a model loaded (`keep_alive`), in
+    /// seconds; `None` for the server's cap. 0 allows no keeping at all.
+    #[serde(default)]
+    #[schema(example = json!(null))]
+    pub max_keep_alive_secs: Option<u64>,
 }
 
 impl Default for RateLimits {
@@ -44,6 +55,8 @@ impl Default for RateLimits {
             tokens_per_day: Some(1_000_000),
             total_token_limit: None,
             max_concurrent_requests: None,
+            max_num_ctx: None,
+            max_keep_alive_secs: None,
         }
     }
 }
@@ -58,11 +71,14 @@ impl RateLimits {
             tokens_per_day: None,
             total_token_limit: None,
             max_concurrent_requests: None,
+            max_num_ctx: None,
+            max_keep_alive_secs: None,
         }
     }
 
     /// Checks every field is within `1..=MAX_LIMIT_VALUE` (0 would lock the user out for
-    /// good; disabling a user is the honest way to do that).
+    /// good; disabling a user is the honest way to do that), except `max_keep_alive_secs`,
+    /// which may be 0.
     pub fn validate(&self) -> Result<(), ValidationError> {
         let fields = [
             ("requests_per_minute", self.requests_per_minute),
@@ -71,6 +87,7 @@ impl RateLimits {
             ("tokens_per_day", self.tokens_per_day),
             ("total_token_limit", self.total_token_limit),
             ("max_concurrent_requests", self.max_concurrent_requests),
+            ("max_num_ctx", self.max_num_ctx),
         ];
         for (field, value) in fields {
             if let Some(v) = value
@@ -81,6 +98,12 @@ impl RateLimits {
                     format!("must be between 1 and {MAX_LIMIT_VALUE}, or null for unlimited"),
                 ));
             }
+        }
+        if self.max_keep_alive_secs.is_some_and(|v| v > MAX_LIMIT_VALUE) {
+            return Err(ValidationError::new(
+                "max_keep_alive_secs",
+                format!("must be between 0 and {MAX_LIMIT_VALUE}, or null for the server's cap"),
+            ));
         }
         Ok(())
     }
@@ -109,6 +132,10 @@ pub struct LimitsPatch {
     pub total_token_limit: Option<Option<u64>>,
     /// See [`RateLimits::max_concurrent_requests`].
     pub max_concurrent_requests: Option<Option<u64>>,
+    /// See [`RateLimits::max_num_ctx`].
+    pub max_num_ctx: Option<Option<u64>>,
+    /// See [`RateLimits::max_keep_alive_secs`].
+    pub max_keep_alive_secs: Option<Option<u64>>,
 }
 
 impl LimitsPatch {
@@ -125,6 +152,8 @@ impl LimitsPatch {
                 self.max_concurrent_requests,
                 base.max_concurrent_requests,
             ),
+            max_num_ctx: pick(self.max_num_ctx, base.max_num_ctx),
+            max_keep_alive_secs: pick(self.max_keep_alive_secs, base.max_keep_alive_secs),
         };
         next.validate()?;
         Ok(next)
@@ -174,5 +203,25 @@ mod tests {
             ..LimitsPatch::default()
         };
         assert!(huge.apply(RateLimits::default()).is_err());
+    }
+
+    #[test]
+    fn a_keep_alive_cap_of_zero_is_allowed_and_a_context_cap_of_zero_is_not() {
+        let patch = LimitsPatch {
+            max_keep_alive_secs: Some(Some(0)),
+            ..LimitsPatch::default()
+        };
+        assert_eq!(
+            patch.apply(RateLimits::default()).unwrap().max_keep_alive_secs,
+            Some(0)
+        );
+        let patch = LimitsPatch {
+            max_num_ctx: Some(Some(0)),
+            ..LimitsPatch::default()
+        };
+        assert_eq!(
+            patch.apply(RateLimits::default()).unwrap_err().field,
+            "max_num_ctx"
+        );
     }
 }

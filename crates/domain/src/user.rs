@@ -4,10 +4,13 @@ use crate::{ApiKeyHash, RateLimits, UnixMillis, ValidationError};
 
 const MAX_USER_ID_LEN: usize = 64;
 
-/// A user's identifier, chosen by the operator: 1 to 64 characters from `A-Z a-z 0-9 . _ - @`.
+/// A user's identifier, chosen by the operator: 1 to 64 characters from `A-Z a-z 0-9 . _ - @`,
+/// starting with a letter or a digit.
 ///
-/// The set is small on purpose: ids appear in URL paths, log lines and CSV exports, and none of
-/// these characters needs escaping in any of them.
+/// The set is small on purpose: ids appear in URL path segments, command lines, log lines and
+/// CSV exports, and none of these characters needs escaping in any of them. The first
+/// character rules out `.` and `..` (which a URL path resolves away), ids a command line
+/// would take for a flag (`-x`), and cells a spreadsheet would take for a formula (`@x`, `-1`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct UserId(String);
@@ -31,6 +34,12 @@ impl UserId {
             return Err(ValidationError::new(
                 "user_id",
                 "may contain only letters, digits and . _ - @",
+            ));
+        }
+        if !raw.as_bytes()[0].is_ascii_alphanumeric() {
+            return Err(ValidationError::new(
+                "user_id",
+                "must start with a letter or a digit",
             ));
         }
         Ok(Self(raw.to_owned()))
@@ -154,6 +163,18 @@ mod tests {
         assert!(UserId::parse("a/b").is_err());
         assert!(UserId::parse("a b").is_err());
         assert!(UserId::parse("é").is_err());
+    }
+
+    #[test]
+    fn ids_unsafe_in_a_path_segment_or_a_command_line_are_refused() {
+        for unsafe_id in [".", "..", "-", "-rf", ".hidden", "_x", "@x"] {
+            assert_eq!(
+                UserId::parse(unsafe_id).unwrap_err().message,
+                "must start with a letter or a digit",
+                "{unsafe_id}"
+            );
+        }
+        assert!(UserId::parse("0.x-y_z@w").is_ok());
     }
 
     #[test]

@@ -69,7 +69,7 @@
 //! 12 bytes, plus the id and map entry), whatever the limits; [`RateLimiter::forget`] frees it.
 #![warn(missing_docs)]
 
-mod outcome;
+mod local;
 mod reservation;
 mod ring;
 mod windows;
@@ -82,7 +82,8 @@ use std::sync::{Arc, Mutex};
 
 use aiproxy_domain::{RateLimits, UnixMillis, UsageEvent, UserId, unpoison};
 
-pub use outcome::{LimitKind, LimitStatus, Rejection, WindowStatus};
+pub use aiproxy_domain::{LimitKind, LimitStatus, RETRY_HINT_MS, Rejection, WindowStatus};
+pub use local::LocalAdmission;
 pub use reservation::Reservation;
 
 use windows::UserWindows;
@@ -95,10 +96,6 @@ pub const MINUTE_BUCKET_MS: i64 = 1_000;
 pub const DAY_WINDOW_MS: i64 = 86_400_000;
 /// Bucket of the per-day windows: how late, at most, a day window frees.
 pub const DAY_BUCKET_MS: i64 = 60_000;
-/// The retry hint when only the end of requests in flight can lift a refusal (the
-/// concurrency cap, or reservations that fill a token limit or the quota by themselves): when
-/// they end is not known, so this is a guess, not a promise.
-pub const RETRY_HINT_MS: u64 = 1_000;
 /// How many independently locked maps hold the users.
 pub const SHARDS: usize = 32;
 
@@ -180,6 +177,21 @@ impl RateLimiter {
             grant.reserved_tokens,
             grant.status,
         ))
+    }
+
+    /// The refusal `user` would get at `now` under `limits`, without recording anything: for a
+    /// look at a request before its body is read. A user the limiter holds nothing about is
+    /// never refused.
+    pub fn precheck(
+        &self,
+        user: &UserId,
+        limits: &RateLimits,
+        now: UnixMillis,
+    ) -> Result<(), Rejection> {
+        match self.existing_windows_of(user) {
+            Some(windows) => unpoison(windows.lock()).check(limits, now).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// The header values for `user` at `now`, without recording anything.

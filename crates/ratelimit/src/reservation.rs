@@ -53,7 +53,8 @@ impl Reservation {
     ///
     /// Otherwise it is the smallest of what the request asked for (or the configured
     /// default), and what each token limit and the lifetime cap leave after the other
-    /// requests in flight. It may be 0 when the request asked for 0.
+    /// requests in flight. Never 0: a request that asked for 0 gets 1, and a limit with nothing
+    /// left refuses instead.
     pub fn completion_budget(&self) -> Option<u64> {
         self.completion_budget
     }

@@ -594,3 +594,169 @@ fn a_restored_event_counts_all_the_requests_it_stands_for() {
     let rejection = refused(&limiter, &alice, &three_a_minute, None, now.plus_millis(1));
     assert_eq!(rejection.limit, LimitKind::RequestsPerMinute);
 }
+
+#[test]
+fn precheck_refuses_what_admit_would_refuse_and_records_nothing() {
+    let limiter = RateLimiter::default();
+    let alice = user("alice");
+    let one_at_a_time = limits(|l| {
+        l.requests_per_minute = Some(2);
+        l.max_concurrent_requests = Some(1);
+    });
+    // Nobody seen yet: let through, and nothing is recorded by looking.
+    assert!(limiter.precheck(&alice, &one_at_a_time, at(0)).is_ok());
+    assert!(limiter.precheck(&alice, &one_at_a_time, at(0)).is_ok());
+    let first = admitted(&limiter, &alice, &one_at_a_time, None, at(0));
+    let busy = limiter.precheck(&alice, &one_at_a_time, at(1)).unwrap_err();
+    assert_eq!(busy.limit, LimitKind::ConcurrentRequests);
+    drop(first);
+    assert!(limiter.precheck(&alice, &one_at_a_time, at(2)).is_ok());
+    let second = admitted(&limiter, &alice, &one_at_a_time, None, at(3));
+    drop(second);
+    let full = limiter.precheck(&alice, &one_at_a_time, at(4)).unwrap_err();
+    assert_eq!(full.limit, LimitKind::RequestsPerMinute);
+    assert_eq!(
+        refused(&limiter, &alice, &one_at_a_time, None, at(4)).limit,
+        LimitKind::RequestsPerMinute
+    );
+}
+
+#[test]
+fn a_request_asking_for_no_tokens_gets_a_budget_of_one() {
+    let limiter = RateLimiter::default();
+    let alice = user("alice");
+    let tokens = limits(|l| l.tokens_per_minute = Some(100));
+    let reservation = admitted(&limiter, &alice, &tokens, Some(0), at(0));
+    assert_eq!(reservation.completion_budget(), Some(1));
+    let unlimited = RateLimits::unlimited();
+    let reservation = admitted(&limiter, &user("bob"), &unlimited, Some(0), at(0));
+    assert_eq!(reservation.completion_budget(), Some(1));
+}
+
+mod local {
+    use std::sync::{Arc, Mutex};
+
+    use aiproxy_domain::{
+        Admission, AdmissionError, AdmissionRequest, Endpoint, RateLimits, UsageCommit,
+        UsageRecord, UsageStatus, UsageStore,
+    };
+
+    use super::{at, limits, user};
+    use crate::{LimitKind, LocalAdmission, RateLimiter};
+
+    /// Keeps the records it is given; every other method is unused here.
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<UsageRecord>>);
+
+    impl UsageStore for Recorded {
+        fn record_usage(&self, record: UsageRecord) -> UsageCommit {
+            self.0.lock().unwrap().push(record);
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn usage_page<'a>(
+            &'a self,
+            _: &'a aiproxy_domain::UsageQuery,
+        ) -> aiproxy_domain::StoreFuture<'a, aiproxy_domain::UsagePage> {
+            unimplemented!()
+        }
+        fn usage_summary<'a>(
+            &'a self,
+            _: &'a aiproxy_domain::UsageFilter,
+            _: aiproxy_domain::UsageGrouping,
+        ) -> aiproxy_domain::StoreFuture<'a, Vec<aiproxy_domain::UsageSummaryRow>> {
+            unimplemented!()
+        }
+        fn usage_batch<'a>(
+            &'a self,
+            _: &'a aiproxy_domain::UsageFilter,
+            _: Option<&'a aiproxy_domain::UsageCursor>,
+            _: u32,
+        ) -> aiproxy_domain::StoreFuture<'a, Vec<UsageRecord>> {
+            unimplemented!()
+        }
+        fn usage_events_since(
+            &self,
+            _: aiproxy_domain::UnixMillis,
+        ) -> aiproxy_domain::StoreFuture<'_, Vec<aiproxy_domain::UsageEvent>> {
+            unimplemented!()
+        }
+        fn lifetime_tokens(
+            &self,
+        ) -> aiproxy_domain::StoreFuture<'_, Vec<(aiproxy_domain::UserId, u64)>> {
+            unimplemented!()
+        }
+        fn delete_usage_before(
+            &self,
+            _: aiproxy_domain::UnixMillis,
+        ) -> aiproxy_domain::StoreFuture<'_, u64> {
+            unimplemented!()
+        }
+        fn record_refusals(
+            &self,
+            _: Vec<aiproxy_domain::RefusalCount>,
+        ) -> aiproxy_domain::StoreFuture<'_, ()> {
+            unimplemented!()
+        }
+        fn refusal_summary<'a>(
+            &'a self,
+            _: &'a aiproxy_domain::UsageFilter,
+            _: aiproxy_domain::RefusalGrouping,
+        ) -> aiproxy_domain::StoreFuture<'a, Vec<aiproxy_domain::RefusalSummaryRow>> {
+            unimplemented!()
+        }
+    }
+
+    /// The futures here are ready at once; poll them once with a no-op waker.
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match future.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(output) => output,
+            std::task::Poll::Pending => panic!("a local admission future was not ready"),
+        }
+    }
+
+    fn record(tokens: u64) -> UsageRecord {
+        UsageRecord {
+            request_id: "r".into(),
+            user_id: user("alice"),
+            model: "m".into(),
+            endpoint: Endpoint::ChatCompletions,
+            backend: None,
+            client_request_id: None,
+            prompt_tokens: tokens,
+            completion_tokens: 0,
+            status: UsageStatus::Ok,
+            duration_ms: 0,
+            created_at: at(0),
+        }
+    }
+
+    #[test]
+    fn finishing_a_ticket_settles_the_tokens_and_records_the_row() {
+        let store = Arc::new(Recorded::default());
+        let admission = LocalAdmission::new(Arc::new(RateLimiter::default()), store.clone());
+        let request = |requested| AdmissionRequest {
+            user: user("alice"),
+            limits: limits(|l| {
+                l.tokens_per_minute = Some(100);
+                l.max_concurrent_requests = Some(1);
+            }),
+            requested_completion_tokens: requested,
+            now: at(0),
+        };
+        let admitted = block_on(admission.admit(request(Some(30)))).unwrap();
+        assert_eq!(admitted.completion_budget, Some(30));
+        assert!(matches!(
+            block_on(admission.admit(request(None))),
+            Err(AdmissionError::Refused(r)) if r.limit == LimitKind::ConcurrentRequests
+        ));
+        block_on(admitted.ticket.finish(record(90))).unwrap();
+        assert_eq!(store.0.lock().unwrap().len(), 1);
+        let next = block_on(admission.admit(request(None))).unwrap();
+        assert_eq!(next.completion_budget, Some(10), "90 of 100 tokens were used");
+        next.ticket.cancel();
+        let status = block_on(admission.status(&user("alice"), &RateLimits::unlimited(), at(1)));
+        assert_eq!(status.unwrap().requests, None);
+    }
+}

@@ -74,6 +74,32 @@ impl UserWindows {
         default_completion_budget: u64,
         now: UnixMillis,
     ) -> Result<Grant, Rejection> {
+        let token_headroom = self.check(limits, now)?;
+        self.minute.add(now, 1, 0);
+        self.day.add(now, 1, 0);
+        self.in_flight += 1;
+        let (completion_budget, reserved_tokens) = if limits.tokens_unlimited() {
+            (requested_completion_tokens.map(|n| n.max(1)), 0)
+        } else {
+            // Headroom is at least 1 here: a limit with nothing left refused above.
+            let budget = requested_completion_tokens
+                .unwrap_or(default_completion_budget)
+                .min(token_headroom)
+                .max(1);
+            (Some(budget), budget)
+        };
+        self.reserved_tokens = self.reserved_tokens.saturating_add(reserved_tokens);
+        Ok(Grant {
+            completion_budget,
+            reserved_tokens,
+            status: self.status(limits, now),
+        })
+    }
+
+    /// Checks every limit without recording anything: the refusal a request would get now,
+    /// or what every token limit leaves for one more request after the reservations of the
+    /// requests already in flight (`u64::MAX` when no token limit applies).
+    pub(crate) fn check(&mut self, limits: &RateLimits, now: UnixMillis) -> Result<u64, Rejection> {
         self.advance(now);
         let mut refusal: Option<Refusal> = None;
         let mut refuse = |candidate: Refusal| {
@@ -170,24 +196,7 @@ impl UserWindows {
                 status: self.status(limits, now),
             });
         }
-
-        self.minute.add(now, 1, 0);
-        self.day.add(now, 1, 0);
-        self.in_flight += 1;
-        let (completion_budget, reserved_tokens) = if limits.tokens_unlimited() {
-            (requested_completion_tokens, 0)
-        } else {
-            let budget = requested_completion_tokens
-                .unwrap_or(default_completion_budget)
-                .min(token_headroom);
-            (Some(budget), budget)
-        };
-        self.reserved_tokens = self.reserved_tokens.saturating_add(reserved_tokens);
-        Ok(Grant {
-            completion_budget,
-            reserved_tokens,
-            status: self.status(limits, now),
-        })
+        Ok(token_headroom)
     }
 
     /// Ends a request in flight: frees its concurrency slot and its reservation.

@@ -62,6 +62,7 @@ fn limits() -> impl Strategy<Value = RateLimits> {
                 tokens_per_day,
                 total_token_limit,
                 max_concurrent_requests,
+                ..RateLimits::unlimited()
             },
         )
 }
@@ -245,8 +246,9 @@ impl Model {
         out
     }
 
-    /// The budget an admission at `now` gets.
+    /// The budget an admission at `now` gets: never 0 (a request asking for 0 gets 1).
     fn budget(&self, requested: Option<u64>, now: i64) -> Option<u64> {
+        let requested = requested.map(|n| n.max(1));
         if self.limits.tokens_unlimited() {
             return requested;
         }
@@ -468,6 +470,7 @@ proptest! {
             tokens_per_day: raw_limits[3],
             total_token_limit: raw_limits[4],
             max_concurrent_requests: raw_limits[5],
+            ..RateLimits::unlimited()
         };
         let limiter = RateLimiter::default();
         let alice = UserId::parse("alice").unwrap();
