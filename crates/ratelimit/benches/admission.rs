@@ -24,6 +24,7 @@ fn every_limit_set() -> RateLimits {
         tokens_per_day: Some(MAX_LIMIT_VALUE),
         total_token_limit: Some(MAX_LIMIT_VALUE),
         max_concurrent_requests: Some(1_000),
+        ..RateLimits::unlimited()
     }
 }
 
