@@ -30,11 +30,11 @@ mod usage;
 mod user;
 
 pub use admission::{
-    Admission, AdmissionError, AdmissionFuture, AdmissionRequest, Admitted, LimitKind, LimitStatus,
+    Admission, AdmissionError, AdmissionFuture, AdmissionRequest, Admitted, LimitStatus,
     RETRY_HINT_MS, Rejection, StatusFuture, Ticket, WindowStatus,
 };
 pub use keys::{ApiKey, ApiKeyHash, KEY_PREFIX_LEN, secrets_equal};
-pub use limits::{LimitsPatch, MAX_LIMIT_VALUE, RateLimits};
+pub use limits::{LimitKind, LimitsPatch, MAX_LIMIT_VALUE, RateLimits};
 pub use poison::unpoison;
 pub use store::{
     Deleted, Page, Store, StoreError, StoreFuture, UsageCommit, UsageStore, UserQuery, UserSort,

@@ -1,3 +1,5 @@
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ValidationError;
@@ -113,6 +115,65 @@ impl RateLimits {
         self.tokens_per_minute.is_none()
             && self.tokens_per_day.is_none()
             && self.total_token_limit.is_none()
+    }
+}
+
+/// One of a user's limits, as named in [`RateLimits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LimitKind {
+    /// [`RateLimits::requests_per_minute`].
+    RequestsPerMinute,
+    /// [`RateLimits::requests_per_day`].
+    RequestsPerDay,
+    /// [`RateLimits::tokens_per_minute`].
+    TokensPerMinute,
+    /// [`RateLimits::tokens_per_day`].
+    TokensPerDay,
+    /// [`RateLimits::total_token_limit`].
+    TotalTokens,
+    /// [`RateLimits::max_concurrent_requests`].
+    ConcurrentRequests,
+}
+
+impl LimitKind {
+    /// Every kind, in a fixed order (for counters indexed by kind).
+    pub const ALL: [LimitKind; 6] = [
+        Self::RequestsPerMinute,
+        Self::RequestsPerDay,
+        Self::TokensPerMinute,
+        Self::TokensPerDay,
+        Self::TotalTokens,
+        Self::ConcurrentRequests,
+    ];
+
+    /// The field name of this limit in [`RateLimits`] and in the admin API, e.g.
+    /// `"requests_per_minute"`. Also how a stored refusal names its limit.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RequestsPerMinute => "requests_per_minute",
+            Self::RequestsPerDay => "requests_per_day",
+            Self::TokensPerMinute => "tokens_per_minute",
+            Self::TokensPerDay => "tokens_per_day",
+            Self::TotalTokens => "total_token_limit",
+            Self::ConcurrentRequests => "max_concurrent_requests",
+        }
+    }
+
+    /// The inverse of [`LimitKind::name`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// True for the lifetime cap, which no amount of waiting frees (OpenAI calls this
+    /// `insufficient_quota` rather than a rate limit).
+    pub fn is_quota(self) -> bool {
+        matches!(self, Self::TotalTokens)
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 

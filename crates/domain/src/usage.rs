@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{UnixMillis, User, UserId};
+use crate::{LimitKind, UnixMillis, User, UserId};
 
 /// Which proxy route a request came through: the API it spoke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -312,7 +312,7 @@ pub struct RefusalCount {
     /// Who was refused.
     pub user_id: UserId,
     /// By which limit.
-    pub limit: crate::LimitKind,
+    pub limit: LimitKind,
     /// The start of the minute.
     pub minute: UnixMillis,
     /// How many requests.
@@ -336,7 +336,7 @@ pub struct RefusalSummaryRow {
     /// The user, when grouped by user.
     pub user_id: Option<UserId>,
     /// The limit, when grouped by limit.
-    pub limit: Option<crate::LimitKind>,
+    pub limit: Option<LimitKind>,
     /// The start of the period, when grouped by period.
     pub period_start: Option<UnixMillis>,
     /// Requests refused.
