@@ -19,8 +19,8 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use aiproxy_domain::{
-    ApiKey, Endpoint, NewUser, RateLimits, UnixMillis, UsageFilter, UsageGrouping, UsageQuery,
-    UsageRecord, UsageStatus, UsageStore, UserId, UserStore,
+    ApiKey, Endpoint, NewUser, Period, RateLimits, UnixMillis, UsageCursor, UsageFilter,
+    UsageGrouping, UsageQuery, UsageRecord, UsageStatus, UsageStore, UserId, UserStore,
 };
 use aiproxy_storage::{SqliteStore, StoreOptions};
 
@@ -129,10 +129,8 @@ fn append_run(threads: usize, total: usize) -> AppendRun {
     let elapsed = started.elapsed();
     // Everything appended reaches the table (a read waits for the writer).
     let requests: u64 = store
-        .list_users(aiproxy_domain::Page {
-            limit: 1000,
-            offset: 0,
-        })
+        .blocking()
+        .list_users(&aiproxy_domain::UserQuery::page(1000, 0))
         .unwrap()
         .0
         .iter()
@@ -169,6 +167,7 @@ fn ingest_run(max_batch_records: usize, rows: usize) -> (f64, f64) {
     }
     let started = Instant::now();
     let lifetime: u64 = store
+        .blocking()
         .lifetime_tokens()
         .unwrap()
         .iter()
@@ -212,7 +211,7 @@ fn seeded_queries(rows: usize) {
             block_on(commit).unwrap();
         }
         // Waits for the writer, so the journal's backlog stays far below its bound.
-        store.lifetime_tokens().unwrap();
+        store.blocking().lifetime_tokens().unwrap();
     }
     let seeding = started.elapsed();
     let size_mb = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
@@ -233,12 +232,14 @@ fn seeded_queries(rows: usize) {
         model: Some(MODELS[3].to_owned()),
         start: Some(UnixMillis(T0 + 10 * DAY_MS)),
         end: Some(UnixMillis(T0 + 17 * DAY_MS)),
+        ..UsageFilter::default()
     };
     let page = |filter: &UsageFilter, offset| {
         let filter = filter.clone();
         let store = store.clone();
         move || {
             store
+                .blocking()
                 .usage_page(&UsageQuery {
                     filter: filter.clone(),
                     limit: 50,
@@ -251,12 +252,40 @@ fn seeded_queries(rows: usize) {
         let filter = filter.clone();
         let store = store.clone();
         move || {
-            store.usage_summary(&filter, grouping).unwrap();
+            store.blocking().usage_summary(&filter, grouping).unwrap();
+        }
+    };
+    let batch_after = |cursor_at: i64| {
+        let store = store.clone();
+        move || {
+            let cursor = UsageCursor {
+                created_at: UnixMillis(T0 + cursor_at),
+                request_id: String::new(),
+            };
+            let batch = store
+                .blocking()
+                .usage_batch(&UsageFilter::default(), Some(&cursor), 1000)
+                .unwrap();
+            assert_eq!(batch.len(), 1000);
+        }
+    };
+    let key = create_user(&store, "lookup");
+    let hash = key.hash();
+    let lookup_blocking = {
+        let store = store.clone();
+        move || {
+            store.blocking().find_user_by_key(&hash).unwrap().unwrap();
+        }
+    };
+    let lookup_async = {
+        let store = store.clone();
+        move || {
+            block_on(store.find_user_by_key(&hash)).unwrap().unwrap();
         }
     };
     let by_model_and_day = UsageGrouping {
         by_model: true,
-        by_day: true,
+        period: Some(Period::Day),
         ..Default::default()
     };
     let by_user = UsageGrouping {
@@ -295,6 +324,18 @@ fn seeded_queries(rows: usize) {
             "usage_summary everyone, by user (full scan)",
             Box::new(summary(&UsageFilter::default(), by_user)),
         ),
+        (
+            "usage_batch everyone, 1000 after a cursor mid-table",
+            Box::new(batch_after(15 * DAY_MS)),
+        ),
+        (
+            "find_user_by_key, blocking on this thread",
+            Box::new(lookup_blocking),
+        ),
+        (
+            "find_user_by_key, async (on a store thread)",
+            Box::new(lookup_async),
+        ),
     ];
     for (name, run) in cases {
         let mut times: Vec<Duration> = (0..15)
@@ -315,21 +356,27 @@ fn seeded_queries(rows: usize) {
 
 fn create_users(store: &SqliteStore) {
     for u in 0..USERS {
-        let key = ApiKey::generate();
-        store
-            .create_user(NewUser {
-                id: UserId::parse(&format!("user-{u}")).unwrap(),
-                display_name: None,
-                note: None,
-                key_hash: key.hash(),
-                key_prefix: key.prefix(),
-                key_expires_at: None,
-                allowed_models: None,
-                limits: RateLimits::default(),
-                created_at: UnixMillis(T0),
-            })
-            .unwrap();
+        create_user(store, &format!("user-{u}"));
     }
+}
+
+fn create_user(store: &SqliteStore, id: &str) -> ApiKey {
+    let key = ApiKey::generate();
+    store
+        .blocking()
+        .create_user(NewUser {
+            id: UserId::parse(id).unwrap(),
+            display_name: None,
+            note: None,
+            key_hash: key.hash(),
+            key_prefix: key.prefix(),
+            key_expires_at: None,
+            allowed_models: None,
+            limits: RateLimits::default(),
+            created_at: UnixMillis(T0),
+        })
+        .unwrap();
+    key
 }
 
 fn usage_record(user: usize, i: u64, offset_ms: i64) -> UsageRecord {
@@ -338,6 +385,8 @@ fn usage_record(user: usize, i: u64, offset_ms: i64) -> UsageRecord {
         user_id: UserId::parse(&format!("user-{user}")).unwrap(),
         model: MODELS[(i as usize / USERS) % MODELS.len()].to_owned(),
         endpoint: Endpoint::ChatCompletions,
+        backend: None,
+        client_request_id: None,
         prompt_tokens: 100 + i % 50,
         completion_tokens: 200 + i % 70,
         status: UsageStatus::Ok,

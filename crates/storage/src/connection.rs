@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OpenFlags};
 
 /// How much of the database file each connection reads through a memory map.
@@ -45,6 +46,7 @@ pub(crate) fn configure(
     // instead of failing at once with SQLITE_BUSY.
     conn.busy_timeout(settings.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    register_functions(conn)?;
     // Reading through a memory map skips a copy and a system call per page, which halves
     // the time of a user's usage page on a large table; the mapped pages are the operating
     // system's cache, shared by every connection rather than held once per connection.
@@ -60,4 +62,47 @@ pub(crate) fn configure(
         conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(mode)
+}
+
+/// `aiproxy_contains_folded(text, needle)`: whether `text` contains `needle`, ignoring case
+/// for every script (SQLite's own `lower` and `LIKE` fold ASCII only, and display names are
+/// not ASCII). NULL text contains nothing.
+fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "aiproxy_contains_folded",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text: Option<String> = ctx.get(0)?;
+            let needle: String = ctx.get(1)?;
+            Ok(text.is_some_and(|text| contains_folded(&text, &needle)))
+        },
+    )
+}
+
+fn contains_folded(text: &str, needle: &str) -> bool {
+    text.to_lowercase().contains(&needle.to_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folded_search_ignores_case_in_every_script() {
+        assert!(contains_folded("Émile Zola", "éMILE"));
+        assert!(contains_folded("ALICE", "lic"));
+        assert!(contains_folded("anything", ""));
+        assert!(!contains_folded("bob", "alice"));
+        let conn = Connection::open_in_memory().unwrap();
+        register_functions(&conn).unwrap();
+        let found: bool = conn
+            .query_row(
+                "SELECT aiproxy_contains_folded('Ärger', 'äR') AND NOT aiproxy_contains_folded(NULL, 'x')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(found);
+    }
 }

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aiproxy_domain::StoreError;
@@ -18,14 +18,15 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
-    /// The database file could not be opened or configured.
+    /// The database file could not be opened or configured; the source says why, in words
+    /// an operator can act on.
     #[error("cannot open the database {path}")]
     Open {
         /// The database file.
         path: PathBuf,
-        /// What SQLite said.
+        /// Why.
         #[source]
-        source: rusqlite::Error,
+        source: OpenCause,
     },
     /// SQLite refused write-ahead logging (for example on some network file systems), without
     /// which readers would block the usage writer.
@@ -41,9 +42,9 @@ pub enum StorageError {
     Migration {
         /// The version the failed step would have reached.
         version: u32,
-        /// What SQLite said.
+        /// Why (a lock held by another process, a full disk, ...).
         #[source]
-        source: rusqlite::Error,
+        source: OpenCause,
     },
     /// The database was written by a newer build of aiproxy; this build refuses to touch it
     /// rather than misread it.
@@ -72,6 +73,13 @@ pub enum StorageError {
     /// The usage writer thread could not be started.
     #[error("cannot start the usage writer thread")]
     SpawnWriter(#[source] std::io::Error),
+    /// No worker thread could be started to run a store method.
+    #[error("cannot start a database worker thread")]
+    SpawnWorker(#[source] std::io::Error),
+    /// A store method was given up: its worker thread stopped before answering (the store
+    /// is being dropped, or the method panicked).
+    #[error("the database worker stopped before answering")]
+    WorkerGone,
     /// No pooled connection could be had in time (the pool is exhausted, or new connections
     /// fail to open).
     #[error("no database connection could be had from the pool")]
@@ -115,6 +123,115 @@ pub enum StorageError {
     /// The store was closed (or its writer thread stopped), so usage can no longer be written.
     #[error("the usage writer has stopped; the store is closed")]
     WriterStopped,
+}
+
+/// Why a database could not be opened or migrated, told apart so that the operator reads
+/// "permission denied" or "locked by another process" rather than SQLite's "unable to open
+/// database file".
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenCause {
+    /// The path names a directory.
+    #[error("the path is a directory, not a database file")]
+    IsADirectory,
+    /// A read-only open of a file that does not exist.
+    #[error("the file does not exist (a read-only open creates nothing)")]
+    Missing,
+    /// The operating system refused access to the file, or to its folder (where SQLite
+    /// creates `-wal` and `-shm` files beside the database).
+    #[error("permission denied on {path}")]
+    PermissionDenied {
+        /// The file or folder refused.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists but is not a SQLite database (or it is encrypted or damaged).
+    #[error("the file is not a SQLite database (or it is encrypted or damaged)")]
+    NotADatabase(#[source] rusqlite::Error),
+    /// Another process holds a lock on the database longer than the busy timeout (a
+    /// transaction left open in a `sqlite3` shell, a backup tool, a server using exclusive
+    /// locking).
+    #[error("the database is locked by another process")]
+    Locked(#[source] rusqlite::Error),
+    /// Any other failure, as SQLite reported it.
+    #[error("SQLite refused it")]
+    Sqlite(#[source] rusqlite::Error),
+}
+
+impl OpenCause {
+    /// Tells apart why SQLite failed while opening `path`, looking at the file system where
+    /// SQLite's own code (`SQLITE_CANTOPEN`, `SQLITE_READONLY`) does not say.
+    pub(crate) fn diagnose(path: &Path, read_only: bool, error: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        if path.is_dir() {
+            return Self::IsADirectory;
+        }
+        match error.sqlite_error_code() {
+            Some(ErrorCode::NotADatabase) => return Self::NotADatabase(error),
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                return Self::Locked(error);
+            }
+            Some(
+                ErrorCode::CannotOpen
+                | ErrorCode::PermissionDenied
+                | ErrorCode::ReadOnly
+                | ErrorCode::SystemIoFailure,
+            ) => {}
+            _ => return Self::Sqlite(error),
+        }
+        if !path.exists() && read_only {
+            return Self::Missing;
+        }
+        match probe_access(path, read_only) {
+            Some(denied) => denied,
+            None => Self::Sqlite(error),
+        }
+    }
+}
+
+/// Opens the file (and, for a read-write store, creates and removes a file in its folder)
+/// as SQLite would, to learn whether the operating system refuses access.
+fn probe_access(path: &Path, read_only: bool) -> Option<OpenCause> {
+    let denied = |path: &Path, source: std::io::Error| {
+        (source.kind() == std::io::ErrorKind::PermissionDenied).then(|| {
+            OpenCause::PermissionDenied {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    };
+    if path.exists() {
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .write(!read_only)
+            .open(path);
+        if let Err(source) = opened {
+            return denied(path, source);
+        }
+    }
+    if read_only {
+        return None;
+    }
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut probe = path.as_os_str().to_owned();
+    probe.push("-open-probe");
+    let probe = PathBuf::from(probe);
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(source) => denied(folder, source),
+    }
 }
 
 /// A failure the caller can do nothing about but retry later or report.

@@ -1,8 +1,8 @@
 //! SQL fragments and row conversions shared by the user and usage queries.
 
 use aiproxy_domain::{
-    Endpoint, RateLimits, UnixMillis, UsageFilter, UsageRecord, UsageStatus, UsageTotals, User,
-    UserId,
+    Endpoint, LimitKind, RateLimits, UnixMillis, UsageFilter, UsageRecord, UsageStatus,
+    UsageTotals, User, UserId,
 };
 use rusqlite::Row;
 use rusqlite::types::{Type, Value};
@@ -20,13 +20,14 @@ macro_rules! user_columns {
         "u.id, u.display_name, u.note, u.allowed_models, u.disabled, u.created_at, \
          k.key_prefix, k.expires_at, \
          l.user_id IS NOT NULL, l.requests_per_minute, l.requests_per_day, \
-         l.tokens_per_minute, l.tokens_per_day, l.total_token_limit, l.max_concurrent_requests"
+         l.tokens_per_minute, l.tokens_per_day, l.total_token_limit, l.max_concurrent_requests, \
+         l.max_num_ctx, l.max_keep_alive_secs"
     };
 }
 pub(crate) use user_columns;
 
 /// How many columns `user_columns!` has; columns after them start at this index.
-pub(crate) const USER_COLUMN_COUNT: usize = 15;
+pub(crate) const USER_COLUMN_COUNT: usize = 17;
 
 /// `SELECT` of every user column, keyed on the user (a user without a key or a limits row
 /// still shows).
@@ -106,6 +107,8 @@ pub(crate) fn user_from_row(row: &Row<'_>) -> rusqlite::Result<User> {
             tokens_per_day: optional_count_at(row, 12)?,
             total_token_limit: optional_count_at(row, 13)?,
             max_concurrent_requests: optional_count_at(row, 14)?,
+            max_num_ctx: optional_count_at(row, 15)?,
+            max_keep_alive_secs: optional_count_at(row, 16)?,
         }
     } else {
         RateLimits::default()
@@ -135,17 +138,17 @@ pub(crate) fn totals_from_row(row: &Row<'_>, first: usize) -> rusqlite::Result<U
 
 /// The columns [`usage_from_row`] reads, in order.
 pub(crate) const USAGE_COLUMNS: &str = "request_id, user_id, model, endpoint, prompt_tokens, \
-     completion_tokens, status, duration_ms, created_at";
+     completion_tokens, status, duration_ms, created_at, backend, client_request_id";
 
 pub(crate) fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
-    let endpoint: String = row.get(3)?;
     let status: String = row.get(6)?;
     Ok(UsageRecord {
         request_id: row.get(0)?,
         user_id: user_id_at(row, 1)?,
         model: row.get(2)?,
-        endpoint: Endpoint::parse(&endpoint)
-            .ok_or_else(|| conversion_error(3, Type::Text, UnknownName(endpoint)))?,
+        endpoint: endpoint_at(row, 3)?,
+        backend: row.get(9)?,
+        client_request_id: row.get(10)?,
         prompt_tokens: count_at(row, 4)?,
         completion_tokens: count_at(row, 5)?,
         status: UsageStatus::parse(&status)
@@ -153,6 +156,26 @@ pub(crate) fn usage_from_row(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
         duration_ms: count_at(row, 7)?,
         created_at: UnixMillis(row.get(8)?),
     })
+}
+
+pub(crate) fn endpoint_at(row: &Row<'_>, column: usize) -> rusqlite::Result<Endpoint> {
+    let raw: String = row.get(column)?;
+    Endpoint::parse(&raw).ok_or_else(|| conversion_error(column, Type::Text, UnknownName(raw)))
+}
+
+pub(crate) fn optional_endpoint_at(
+    row: &Row<'_>,
+    column: usize,
+) -> rusqlite::Result<Option<Endpoint>> {
+    match row.get_ref(column)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        _ => endpoint_at(row, column).map(Some),
+    }
+}
+
+pub(crate) fn limit_kind_at(row: &Row<'_>, column: usize) -> rusqlite::Result<LimitKind> {
+    let raw: String = row.get(column)?;
+    LimitKind::parse(&raw).ok_or_else(|| conversion_error(column, Type::Text, UnknownName(raw)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +201,14 @@ impl UsageWhere {
             conditions.push("model = ?");
             params.push(Value::Text(model.clone()));
         }
+        if let Some(endpoint) = filter.endpoint {
+            conditions.push("endpoint = ?");
+            params.push(Value::Text(endpoint.as_str().to_owned()));
+        }
+        if let Some(backend) = &filter.backend {
+            conditions.push("backend = ?");
+            params.push(Value::Text(backend.clone()));
+        }
         if let Some(start) = filter.start {
             conditions.push("created_at >= ?");
             params.push(Value::Integer(start.0));
@@ -192,6 +223,17 @@ impl UsageWhere {
             format!("WHERE {}", conditions.join(" AND "))
         };
         Self { sql, params }
+    }
+
+    /// This clause with one more condition.
+    pub(crate) fn and(mut self, condition: &str, params: impl IntoIterator<Item = Value>) -> Self {
+        self.sql = if self.sql.is_empty() {
+            format!("WHERE {condition}")
+        } else {
+            format!("{} AND {condition}", self.sql)
+        };
+        self.params.extend(params);
+        self
     }
 }
 
@@ -214,17 +256,22 @@ mod tests {
             start: Some(UnixMillis(10)),
             end: Some(UnixMillis(20)),
             model: Some("llama3.2".into()),
+            endpoint: Some(Endpoint::OllamaChat),
+            backend: Some("gpu-1".into()),
         };
         let clause = UsageWhere::new(&filter);
         assert_eq!(
             clause.sql,
-            "WHERE user_id = ? AND model = ? AND created_at >= ? AND created_at < ?"
+            "WHERE user_id = ? AND model = ? AND endpoint = ? AND backend = ? \
+             AND created_at >= ? AND created_at < ?"
         );
         assert_eq!(
             clause.params,
             [
                 Value::Text("alice".into()),
                 Value::Text("llama3.2".into()),
+                Value::Text("/api/chat".into()),
+                Value::Text("gpu-1".into()),
                 Value::Integer(10),
                 Value::Integer(20),
             ]

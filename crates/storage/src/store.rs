@@ -2,13 +2,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aiproxy_domain::{Store, StoreError};
+use aiproxy_domain::{Store, StoreError, StoreFuture};
 use r2d2::PooledConnection;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::connection::{self, ConnectionSettings};
-use crate::error::{db, pool, unavailable};
+use crate::error::{OpenCause, db, pool, unavailable};
+use crate::workers::Workers;
 use crate::writer::{UsageWriter, WriterStats};
 use crate::{StorageError, schema};
 
@@ -17,7 +18,8 @@ use crate::{StorageError, schema};
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Pooled connections for reads and for user changes (the usage writer has its own).
-    /// Default 8; 0 is taken as 1.
+    /// The async trait methods run on as many threads of the store's own (each holds at most
+    /// one connection at a time), started when first needed. Default 8; 0 is taken as 1.
     pub pool_size: u32,
     /// How long a statement waits for another connection's write lock before failing with
     /// `Unavailable`. Default 5 s.
@@ -61,9 +63,18 @@ impl Default for StoreOptions {
 
 /// The SQLite engine for [`Store`]: users, keys, limits and usage in one database file.
 ///
-/// Cloning is cheap and every clone shares the same pool and usage writer. Methods block;
-/// call them from a blocking thread pool. When the last clone is dropped, usage records still
-/// queued are committed before the drop returns.
+/// Two ways in, each obvious at the call site:
+///
+/// - the domain traits ([`aiproxy_domain::UserStore`], [`aiproxy_domain::UsageStore`],
+///   [`Store`]): async; the SQLite work runs on the store's own worker threads, so any executor
+///   may await them without blocking. `record_usage` is the exception that needs no thread:
+///   it appends to the usage journal on the caller's thread and returns a future that is
+///   already resolved.
+/// - [`SqliteStore::blocking`]: the same operations as plain blocking calls on the caller's
+///   thread, for the admin command line, tests and benchmarks.
+///
+/// Cloning is cheap and every clone shares the same pool, workers and usage writer. When the
+/// last clone is dropped, usage records still queued are committed before the drop returns.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -73,6 +84,14 @@ struct Inner {
     path: PathBuf,
     pool: r2d2::Pool<SqliteConnectionManager>,
     writer: UsageWriter,
+    workers: Workers,
+}
+
+/// The blocking view of a [`SqliteStore`] (see [`SqliteStore::blocking`]): every method runs
+/// on the calling thread and may wait for the disk, a lock or the usage writer.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking<'a> {
+    pub(crate) store: &'a SqliteStore,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,7 +134,7 @@ impl SqliteStore {
         }
         let open_error = |source| StorageError::Open {
             path: path.to_owned(),
-            source,
+            source: OpenCause::diagnose(path, options.read_only, source),
         };
 
         // This first connection migrates, then becomes the usage writer's own connection.
@@ -132,13 +151,13 @@ impl SqliteStore {
             .pragma_update(None, "cache_size", -connection::WRITER_CACHE_KIB)
             .map_err(open_error)?;
         if options.read_only {
-            schema::check_current(&writer_conn)?;
+            schema::check_current(&writer_conn, path)?;
         } else {
-            schema::migrate(&mut writer_conn)?;
+            schema::migrate(&mut writer_conn, path)?;
         }
-        // The writer's inserts guard themselves (a row whose user is gone inserts nothing,
-        // inside a transaction that holds the write lock), so SQLite's own foreign-key probe
-        // on every usage and totals row would only repeat that check.
+        // The writer adds to a user's totals only after finding the user, inside a
+        // transaction that holds the write lock, so SQLite's own foreign-key probe on every
+        // totals row would only repeat that check.
         writer_conn
             .pragma_update(None, "foreign_keys", false)
             .map_err(open_error)?;
@@ -153,7 +172,10 @@ impl SqliteStore {
             .test_on_check_out(false)
             .error_handler(Box::new(TracingErrorHandler))
             .build(manager)
-            .map_err(StorageError::Pool)?;
+            .map_err(|error| match error_of_first_connection(path, settings) {
+                Some(open) => open,
+                None => StorageError::Pool(error),
+            })?;
 
         let writer = if options.read_only {
             UsageWriter::refusing(|| StorageError::ReadOnly)
@@ -172,7 +194,36 @@ impl SqliteStore {
                 path: path.to_owned(),
                 pool,
                 writer,
+                workers: Workers::new(options.pool_size.max(1) as usize),
             }),
+        })
+    }
+
+    /// The blocking API: the trait operations as plain calls on this thread, for the admin
+    /// command line, tests and benchmarks. Never call it from an async executor's thread.
+    pub fn blocking(&self) -> Blocking<'_> {
+        Blocking { store: self }
+    }
+
+    /// Runs `work` on one of the store's threads; the future resolves with its answer. A job
+    /// whose future was dropped before a thread got to it does not run.
+    pub(crate) fn run<T, F>(&self, work: F) -> StoreFuture<'static, T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Blocking<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (answer, answered) = futures_channel::oneshot::channel();
+        let store = self.clone();
+        let submitted = self.inner.workers.submit(Box::new(move || {
+            if !answer.is_canceled() {
+                let _ = answer.send(work(store.blocking()));
+            }
+        }));
+        Box::pin(async move {
+            submitted.map_err(unavailable)?;
+            answered
+                .await
+                .map_err(|_| unavailable(StorageError::WorkerGone))?
         })
     }
 
@@ -212,16 +263,42 @@ impl SqliteStore {
     }
 }
 
+/// Opens one more connection as the pool would, to tell why the pool could not open its
+/// first: the cause in the words of [`OpenCause`] rather than the pool's timeout.
+fn error_of_first_connection(path: &Path, settings: ConnectionSettings) -> Option<StorageError> {
+    let mut conn = match Connection::open_with_flags(path, settings.open_flags()) {
+        Ok(conn) => conn,
+        Err(source) => return Some(open_failure(path, settings.read_only, source)),
+    };
+    connection::configure(&mut conn, settings)
+        .err()
+        .map(|source| open_failure(path, settings.read_only, source))
+}
+
+fn open_failure(path: &Path, read_only: bool, source: rusqlite::Error) -> StorageError {
+    StorageError::Open {
+        path: path.to_owned(),
+        source: OpenCause::diagnose(path, read_only, source),
+    }
+}
+
 impl Store for SqliteStore {
+    /// See [`Blocking::ping`].
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.run(|store| store.ping())
+    }
+}
+
+impl Blocking<'_> {
     /// Reads a table page, then takes the write lock and runs a write statement that matches
     /// no row before rolling back: this fails on a read-only, locked or unopenable database
     /// without changing anything. Also fails once the usage writer has stopped. It does not
     /// detect a full disk (nothing is written).
-    fn ping(&self) -> Result<(), StoreError> {
-        if self.inner.writer.has_stopped() {
+    pub fn ping(&self) -> Result<(), StoreError> {
+        if self.store.inner.writer.has_stopped() {
             return Err(unavailable(StorageError::WriterStopped));
         }
-        let mut conn = self.conn()?;
+        let mut conn = self.store.conn()?;
         conn.query_row("SELECT 1 FROM users LIMIT 1", [], |_| Ok(()))
             .optional()
             .map_err(db)?;

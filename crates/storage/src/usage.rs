@@ -1,19 +1,21 @@
-//! [`UsageStore`] over the `usage` and `user_totals` tables. Writes go through the usage
-//! writer (see `writer.rs`); everything here reads, except `delete_usage_before`.
+//! [`UsageStore`] over the `usage`, `user_totals` and `refusals` tables. Usage rows are
+//! written through the usage writer (see `writer.rs`); everything here reads, except
+//! `delete_usage_before` and `record_refusals`.
 
 use aiproxy_domain::{
-    StoreError, UnixMillis, UsageCommit, UsageEvent, UsageFilter, UsageGrouping, UsagePage,
-    UsageQuery, UsageRecord, UsageStore, UsageSummaryRow, UserId,
+    Period, RefusalCount, RefusalGrouping, RefusalSummaryRow, StoreError, StoreFuture, UnixMillis,
+    UsageCommit, UsageCursor, UsageEvent, UsageFilter, UsageGrouping, UsagePage, UsageQuery,
+    UsageRecord, UsageStore, UsageSummaryRow, UserId,
 };
 use rusqlite::types::Value;
 use rusqlite::{TransactionBehavior, params, params_from_iter};
 
-use crate::SqliteStore;
 use crate::error::db;
 use crate::sql::{
-    USAGE_COLUMNS, UsageWhere, count_at, optional_user_id_at, to_sql_int, totals_from_row,
-    usage_from_row, user_id_at,
+    USAGE_COLUMNS, UsageWhere, count_at, limit_kind_at, optional_endpoint_at, optional_user_id_at,
+    to_sql_int, totals_from_row, usage_from_row, user_id_at,
 };
+use crate::{Blocking, SqliteStore};
 
 const SUMS: &str = "count(*), COALESCE(SUM(prompt_tokens), 0), \
      COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(total_tokens), 0)";
@@ -22,18 +24,119 @@ const SUMS: &str = "count(*), COALESCE(SUM(prompt_tokens), 0), \
 /// the same write lock, is held up for one chunk at a time rather than for the whole purge.
 const DELETE_CHUNK_ROWS: i64 = 10_000;
 
+/// What retention deletes, a chunk at a time, and whether the count is reported.
+const PURGES: [(&str, bool); 2] = [
+    (
+        "DELETE FROM usage WHERE id IN
+            (SELECT id FROM usage WHERE created_at < ?1 LIMIT ?2)",
+        true,
+    ),
+    (
+        "DELETE FROM refusals WHERE (user_id, limit_kind, minute) IN
+            (SELECT user_id, limit_kind, minute FROM refusals WHERE minute < ?1 LIMIT ?2)",
+        false,
+    ),
+];
+
+const MINUTE_MS: i64 = 60_000;
+
+/// The start of the UTC period holding `column` (integer milliseconds), in milliseconds: the
+/// period's first millisecond. Floors rather than truncates, so times before 1970 group
+/// right too; months go through SQLite's calendar from the start of the day.
+fn period_start_sql(period: Period, column: &str) -> String {
+    let floor = |unit: i64| format!("({column} - ((({column}) % {unit}) + {unit}) % {unit})");
+    match period {
+        Period::Hour => floor(3_600_000),
+        Period::Day => floor(86_400_000),
+        Period::Month => format!(
+            "CAST(strftime('%s', {} / 1000, 'unixepoch', 'start of month') AS INTEGER) * 1000",
+            floor(86_400_000)
+        ),
+    }
+}
+
+/// `GROUP BY` and `ORDER BY` over the given 1-based columns, or nothing.
+fn group_and_order(keys: &[&str]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let keys = keys.join(", ");
+    format!("GROUP BY {keys} ORDER BY {keys}")
+}
+
+/// The async trait. `record_usage` appends to the journal on the caller's thread (no thread
+/// hop per request); every other method runs its [`Blocking`] twin on the store's threads.
 impl UsageStore for SqliteStore {
-    /// Resolves once the record's batch is committed; with `NotFound` when its user was
-    /// deleted meanwhile (the record is dropped), with `Unavailable` when the batch failed or
-    /// the store is closed.
+    /// Appends the record to the usage journal and returns an already-resolved future: `Ok`
+    /// once the line is written (it survives the process being killed), `Unavailable` when
+    /// the write failed, the store is closed, or another process owns the journal. The row
+    /// is stored even when its user was deleted meanwhile.
     fn record_usage(&self, record: UsageRecord) -> UsageCommit {
         self.writer().submit(record)
     }
 
-    fn usage_page(&self, query: &UsageQuery) -> Result<UsagePage, StoreError> {
+    fn usage_page<'a>(&'a self, query: &'a UsageQuery) -> StoreFuture<'a, UsagePage> {
+        let query = query.clone();
+        self.run(move |store| store.usage_page(&query))
+    }
+
+    fn usage_summary<'a>(
+        &'a self,
+        filter: &'a UsageFilter,
+        grouping: UsageGrouping,
+    ) -> StoreFuture<'a, Vec<UsageSummaryRow>> {
+        let filter = filter.clone();
+        self.run(move |store| store.usage_summary(&filter, grouping))
+    }
+
+    fn usage_batch<'a>(
+        &'a self,
+        filter: &'a UsageFilter,
+        after: Option<&'a UsageCursor>,
+        limit: u32,
+    ) -> StoreFuture<'a, Vec<UsageRecord>> {
+        let (filter, after) = (filter.clone(), after.cloned());
+        self.run(move |store| store.usage_batch(&filter, after.as_ref(), limit))
+    }
+
+    fn usage_events_since(&self, since: UnixMillis) -> StoreFuture<'_, Vec<UsageEvent>> {
+        self.run(move |store| store.usage_events_since(since))
+    }
+
+    fn lifetime_tokens(&self) -> StoreFuture<'_, Vec<(UserId, u64)>> {
+        self.run(|store| store.lifetime_tokens())
+    }
+
+    /// See [`Blocking::delete_usage_before`].
+    fn delete_usage_before(&self, before: UnixMillis) -> StoreFuture<'_, u64> {
+        self.run(move |store| store.delete_usage_before(before))
+    }
+
+    fn record_refusals(&self, counts: Vec<RefusalCount>) -> StoreFuture<'_, ()> {
+        self.run(move |store| store.record_refusals(&counts))
+    }
+
+    fn refusal_summary<'a>(
+        &'a self,
+        filter: &'a UsageFilter,
+        grouping: RefusalGrouping,
+    ) -> StoreFuture<'a, Vec<RefusalSummaryRow>> {
+        let filter = filter.clone();
+        self.run(move |store| store.refusal_summary(&filter, grouping))
+    }
+}
+
+impl Blocking<'_> {
+    /// Appends a record to the usage journal; see [`UsageStore::record_usage`].
+    pub fn record_usage(&self, record: UsageRecord) -> Result<(), StoreError> {
+        self.store.writer().append(record)
+    }
+
+    /// A page of records, newest first, with totals over the whole filter (one read
+    /// transaction, so both describe the same moment).
+    pub fn usage_page(&self, query: &UsageQuery) -> Result<UsagePage, StoreError> {
         let filter = UsageWhere::new(&query.filter);
-        let mut conn = self.conn_with_usage()?;
-        // One read transaction, so the totals and the page describe the same moment.
+        let mut conn = self.store.conn_with_usage()?;
         let tx = conn.transaction().map_err(db)?;
         let totals = tx
             .prepare_cached(&format!("SELECT {SUMS} FROM usage {}", filter.sql))
@@ -60,51 +163,46 @@ impl UsageStore for SqliteStore {
         Ok(UsagePage { totals, records })
     }
 
-    /// Rows are ordered by user, then model, then day, for the keys asked for. Without any
-    /// grouping key the answer is one row of totals over the whole filter (zeros when it
-    /// covers nothing).
-    fn usage_summary(
+    /// Totals grouped by the keys asked for, in the order user, model, endpoint, backend,
+    /// period, and ordered by them (endpoints by their route). Without any key the answer is
+    /// one row of totals over the whole filter (zeros when it covers nothing).
+    pub fn usage_summary(
         &self,
         filter: &UsageFilter,
         grouping: UsageGrouping,
     ) -> Result<Vec<UsageSummaryRow>, StoreError> {
         let filter = UsageWhere::new(filter);
-        let mut keys = Vec::new();
-        if grouping.by_user {
-            keys.push("1");
-        }
-        if grouping.by_model {
-            keys.push("2");
-        }
-        if grouping.by_day {
-            keys.push("3");
-        }
-        let group_and_order = if keys.is_empty() {
-            String::new()
-        } else {
-            let keys = keys.join(", ");
-            format!("GROUP BY {keys} ORDER BY {keys}")
-        };
+        let period = grouping.period.map(|p| period_start_sql(p, "created_at"));
+        let columns = [
+            grouping.by_user.then_some("user_id"),
+            grouping.by_model.then_some("model"),
+            grouping.by_endpoint.then_some("endpoint"),
+            grouping.by_backend.then_some("backend"),
+            period.as_deref(),
+        ];
+        let keys: Vec<&str> = ["1", "2", "3", "4", "5"]
+            .into_iter()
+            .zip(&columns)
+            .filter_map(|(key, column)| column.map(|_| key))
+            .collect();
+        let selected: Vec<&str> = columns.iter().map(|c| c.unwrap_or("NULL")).collect();
         let sql = format!(
-            "SELECT {}, {}, {}, {SUMS} FROM usage {} {group_and_order}",
-            if grouping.by_user { "user_id" } else { "NULL" },
-            if grouping.by_model { "model" } else { "NULL" },
-            if grouping.by_day {
-                "strftime('%Y-%m-%d', created_at / 1000, 'unixepoch')"
-            } else {
-                "NULL"
-            },
+            "SELECT {}, {SUMS} FROM usage {} {}",
+            selected.join(", "),
             filter.sql,
+            group_and_order(&keys),
         );
-        let conn = self.conn_with_usage()?;
+        let conn = self.store.conn_with_usage()?;
         conn.prepare_cached(&sql)
             .and_then(|mut stmt| {
                 stmt.query_map(params_from_iter(&filter.params), |row| {
                     Ok(UsageSummaryRow {
                         user_id: optional_user_id_at(row, 0)?,
                         model: row.get(1)?,
-                        day: row.get(2)?,
-                        totals: totals_from_row(row, 3)?,
+                        endpoint: optional_endpoint_at(row, 2)?,
+                        backend: row.get(3)?,
+                        period_start: row.get::<_, Option<i64>>(4)?.map(UnixMillis),
+                        totals: totals_from_row(row, 5)?,
                     })
                 })?
                 .collect::<Result<Vec<_>, _>>()
@@ -112,30 +210,44 @@ impl UsageStore for SqliteStore {
             .map_err(db)
     }
 
-    fn for_each_usage(
+    /// Up to `limit` records the filter covers, oldest first by (creation time, request id),
+    /// after `after`. Each batch is one indexed range read from the cursor on: an export of
+    /// millions of rows holds one batch at a time and never re-reads what it passed.
+    pub fn usage_batch(
         &self,
         filter: &UsageFilter,
-        sink: &mut dyn FnMut(UsageRecord) -> bool,
-    ) -> Result<(), StoreError> {
-        let filter = UsageWhere::new(filter);
-        let conn = self.conn_with_usage()?;
-        let mut stmt = conn
-            .prepare(&format!(
-                "SELECT {USAGE_COLUMNS} FROM usage {} ORDER BY created_at, id",
-                filter.sql
-            ))
-            .map_err(db)?;
-        let mut rows = stmt.query(params_from_iter(&filter.params)).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            if !sink(usage_from_row(row).map_err(db)?) {
-                break;
-            }
+        after: Option<&UsageCursor>,
+        limit: u32,
+    ) -> Result<Vec<UsageRecord>, StoreError> {
+        let mut clause = UsageWhere::new(filter);
+        if let Some(cursor) = after {
+            // `created_at >= ?` first, so the range starts at the cursor on the index.
+            clause = clause.and(
+                "created_at >= ? AND (created_at > ? OR request_id > ?)",
+                [
+                    Value::Integer(cursor.created_at.0),
+                    Value::Integer(cursor.created_at.0),
+                    Value::Text(cursor.request_id.clone()),
+                ],
+            );
         }
-        Ok(())
+        let mut params = clause.params;
+        params.push(Value::Integer(i64::from(limit)));
+        let conn = self.store.conn_with_usage()?;
+        conn.prepare_cached(&format!(
+            "SELECT {USAGE_COLUMNS} FROM usage {} ORDER BY created_at, request_id LIMIT ?",
+            clause.sql
+        ))
+        .and_then(|mut stmt| {
+            stmt.query_map(params_from_iter(&params), usage_from_row)?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(db)
     }
 
-    fn usage_events_since(&self, since: UnixMillis) -> Result<Vec<UsageEvent>, StoreError> {
-        let conn = self.conn_with_usage()?;
+    /// The records since `since`, merged per user and second, in the order of their seconds.
+    pub fn usage_events_since(&self, since: UnixMillis) -> Result<Vec<UsageEvent>, StoreError> {
+        let conn = self.store.conn_with_usage()?;
         // A day of a busy proxy is millions of rows read once at start-up: read them through
         // SQLite's small page cache rather than the memory map, which would leave every page
         // of the scan counted in the process's resident memory.
@@ -148,9 +260,10 @@ impl UsageStore for SqliteStore {
         events.map_err(db)
     }
 
-    /// Every user, in id order, with zero for those who never used anything.
-    fn lifetime_tokens(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
-        let conn = self.conn_with_usage()?;
+    /// Every user, in id order, with their lifetime token total (zero for those who never
+    /// used anything).
+    pub fn lifetime_tokens(&self) -> Result<Vec<(UserId, u64)>, StoreError> {
+        let conn = self.store.conn_with_usage()?;
         conn.prepare_cached(
             "SELECT u.id, COALESCE(t.total_tokens, 0) FROM users u
              LEFT JOIN user_totals t ON t.user_id = u.id ORDER BY u.id",
@@ -162,29 +275,123 @@ impl UsageStore for SqliteStore {
         .map_err(db)
     }
 
-    /// Deletes in chunks of 10 000 rows, one transaction each, so usage writes interleave
-    /// with a large purge. If a chunk fails, the chunks before it stay deleted (running the
-    /// call again finishes the job). Lifetime totals are kept apart and never change here.
-    fn delete_usage_before(&self, before: UnixMillis) -> Result<u64, StoreError> {
-        let mut conn = self.conn_with_usage()?;
-        let mut deleted: u64 = 0;
-        loop {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let n = tx
-                .execute(
-                    "DELETE FROM usage WHERE id IN
-                        (SELECT id FROM usage WHERE created_at < ?1 LIMIT ?2)",
-                    params![before.0, DELETE_CHUNK_ROWS],
-                )
-                .map_err(db)?;
-            tx.commit().map_err(db)?;
-            deleted += n as u64;
-            if (n as i64) < DELETE_CHUNK_ROWS {
-                return Ok(deleted);
+    /// Deletes the usage records, and the refusal counts, of before `before`; returns how
+    /// many usage records went. Deletes in chunks of 10 000 rows, one transaction each, so
+    /// usage writes interleave with a large purge. If a chunk fails, the chunks before it stay
+    /// deleted (running the call again finishes the job). Lifetime totals are kept apart and
+    /// never change here.
+    pub fn delete_usage_before(&self, before: UnixMillis) -> Result<u64, StoreError> {
+        let mut conn = self.store.conn_with_usage()?;
+        let mut counted = 0;
+        for (statement, count_it) in PURGES {
+            loop {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db)?;
+                let n = tx
+                    .execute(statement, params![before.0, DELETE_CHUNK_ROWS])
+                    .map_err(db)?;
+                tx.commit().map_err(db)?;
+                if count_it {
+                    counted += n as u64;
+                }
+                if (n as i64) < DELETE_CHUNK_ROWS {
+                    break;
+                }
             }
         }
+        Ok(counted)
+    }
+
+    /// Adds refusal counts, one transaction for all; counts of the same user, limit and
+    /// minute add up (saturating), and each count's time is taken to the start of its minute.
+    pub fn record_refusals(&self, counts: &[RefusalCount]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.store.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        {
+            let mut upsert = tx
+                .prepare_cached(
+                    "INSERT INTO refusals (user_id, limit_kind, minute, count)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id, limit_kind, minute) DO UPDATE SET
+                         count = CASE WHEN count > 9223372036854775807 - excluded.count
+                                      THEN 9223372036854775807
+                                      ELSE count + excluded.count END",
+                )
+                .map_err(db)?;
+            for count in counts {
+                let minute = count.minute.0 - count.minute.0.rem_euclid(MINUTE_MS);
+                upsert
+                    .execute(params![
+                        count.user_id.as_str(),
+                        count.limit.name(),
+                        minute,
+                        to_sql_int(count.count),
+                    ])
+                    .map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Refusals grouped by the keys asked for, in the order user, limit (by name), period,
+    /// and ordered by them. The filter's user, start and end apply (to the refusal's minute);
+    /// without any key the answer is one row with the total.
+    pub fn refusal_summary(
+        &self,
+        filter: &UsageFilter,
+        grouping: RefusalGrouping,
+    ) -> Result<Vec<RefusalSummaryRow>, StoreError> {
+        let mut clause = UsageWhere::default();
+        if let Some(user_id) = &filter.user_id {
+            clause = clause.and("user_id = ?", [Value::Text(user_id.as_str().to_owned())]);
+        }
+        if let Some(start) = filter.start {
+            clause = clause.and("minute >= ?", [Value::Integer(start.0)]);
+        }
+        if let Some(end) = filter.end {
+            clause = clause.and("minute < ?", [Value::Integer(end.0)]);
+        }
+        let period = grouping.period.map(|p| period_start_sql(p, "minute"));
+        let columns = [
+            grouping.by_user.then_some("user_id"),
+            grouping.by_limit.then_some("limit_kind"),
+            period.as_deref(),
+        ];
+        let keys: Vec<&str> = ["1", "2", "3"]
+            .into_iter()
+            .zip(&columns)
+            .filter_map(|(key, column)| column.map(|_| key))
+            .collect();
+        let selected: Vec<&str> = columns.iter().map(|c| c.unwrap_or("NULL")).collect();
+        let sql = format!(
+            "SELECT {}, COALESCE(SUM(count), 0) FROM refusals {} {}",
+            selected.join(", "),
+            clause.sql,
+            group_and_order(&keys),
+        );
+        let conn = self.store.conn()?;
+        conn.prepare_cached(&sql)
+            .and_then(|mut stmt| {
+                stmt.query_map(params_from_iter(&clause.params), |row| {
+                    Ok(RefusalSummaryRow {
+                        user_id: optional_user_id_at(row, 0)?,
+                        limit: match row.get_ref(1)? {
+                            rusqlite::types::ValueRef::Null => None,
+                            _ => Some(limit_kind_at(row, 1)?),
+                        },
+                        period_start: row.get::<_, Option<i64>>(2)?.map(UnixMillis),
+                        count: count_at(row, 3)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(db)
     }
 }
 
@@ -253,14 +460,16 @@ mod tests {
     #[test]
     fn pages_walk_an_index_in_order_for_every_filter_combination() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
-        crate::schema::migrate(&mut conn).unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::schema::migrate(&mut conn, &path).unwrap();
         for mask in 0..16u8 {
             let filter = UsageFilter {
                 user_id: (mask & 1 != 0).then(|| UserId::parse("alice").unwrap()),
                 model: (mask & 2 != 0).then(|| "llama3.2".to_owned()),
                 start: (mask & 4 != 0).then_some(UnixMillis(1)),
                 end: (mask & 8 != 0).then_some(UnixMillis(5)),
+                ..UsageFilter::default()
             };
             let clause = UsageWhere::new(&filter);
             let mut params = clause.params.clone();
@@ -284,6 +493,51 @@ mod tests {
                 );
                 assert!(sums.starts_with("SEARCH usage USING"), "{filter:?}: {sums}");
             }
+        }
+    }
+
+    /// An export batch continues from its cursor on an index, in order: at most the records
+    /// of one millisecond are sorted by request id, never the whole range.
+    #[test]
+    fn batches_read_from_the_cursor_on_an_index_without_sorting_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::schema::migrate(&mut conn, &path).unwrap();
+        for mask in 0..8u8 {
+            let filter = UsageFilter {
+                user_id: (mask & 1 != 0).then(|| UserId::parse("alice").unwrap()),
+                model: (mask & 2 != 0).then(|| "llama3.2".to_owned()),
+                end: (mask & 4 != 0).then_some(UnixMillis(5)),
+                ..UsageFilter::default()
+            };
+            let clause = UsageWhere::new(&filter).and(
+                "created_at >= ? AND (created_at > ? OR request_id > ?)",
+                [
+                    Value::Integer(1),
+                    Value::Integer(1),
+                    Value::Text("r".into()),
+                ],
+            );
+            let mut params = clause.params.clone();
+            params.push(Value::Integer(10));
+            let batch = plan(
+                &conn,
+                &format!(
+                    "SELECT {USAGE_COLUMNS} FROM usage {} ORDER BY created_at, request_id LIMIT ?",
+                    clause.sql
+                ),
+                &params,
+            );
+            assert!(
+                batch.starts_with("SEARCH usage USING INDEX"),
+                "{filter:?}: {batch}"
+            );
+            assert!(batch.contains("created_at>?"), "{filter:?}: {batch}");
+            assert!(
+                !batch.contains("TEMP B-TREE FOR ORDER BY"),
+                "{filter:?}: {batch}"
+            );
         }
     }
 }

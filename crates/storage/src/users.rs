@@ -1,17 +1,18 @@
 //! [`UserStore`] over the `users`, `api_keys`, `rate_limits` and `user_totals` tables.
 
 use aiproxy_domain::{
-    ApiKeyHash, NewUser, Page, RateLimits, StoreError, UnixMillis, User, UserId, UserPatch,
-    UserStore, UserSummary,
+    ApiKeyHash, Deleted, NewUser, RateLimits, StoreError, StoreFuture, UnixMillis, User, UserId,
+    UserPatch, UserQuery, UserSort, UserStore, UserSummary,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 
-use crate::SqliteStore;
 use crate::error::{db, from_sqlite, not_found};
 use crate::sql::{
     USER_COLUMN_COUNT, allowed_models_to_sql, count_at, select_user, to_sql_int, totals_from_row,
     user_columns, user_from_row,
 };
+use crate::{Blocking, SqliteStore};
 
 const GET_USER: &str = concat!(select_user!(), " WHERE u.id = ?1");
 
@@ -25,7 +26,7 @@ const FIND_USER_BY_KEY: &str = concat!(
       WHERE k.key_hash = ?1"
 );
 
-const LIST_USERS: &str = concat!(
+const LIST_USERS_FROM: &str = concat!(
     "SELECT ",
     user_columns!(),
     ", COALESCE(t.requests, 0), COALESCE(t.prompt_tokens, 0),
@@ -33,27 +34,34 @@ const LIST_USERS: &str = concat!(
       FROM users u
       LEFT JOIN api_keys k ON k.user_id = u.id
       LEFT JOIN rate_limits l ON l.user_id = u.id
-      LEFT JOIN user_totals t ON t.user_id = u.id
-      ORDER BY u.id
-      LIMIT ?1 OFFSET ?2"
+      LEFT JOIN user_totals t ON t.user_id = u.id"
 );
+
+/// Case-insensitive (Unicode) "contains" on the id or the display name; registered on every
+/// connection (see `connection.rs`).
+const SEARCH: &str = "(aiproxy_contains_folded(u.id, ?) OR \
+     aiproxy_contains_folded(u.display_name, ?))";
 
 const UPSERT_LIMITS: &str = "
     INSERT INTO rate_limits (user_id, requests_per_minute, requests_per_day, tokens_per_minute,
-                             tokens_per_day, total_token_limit, max_concurrent_requests)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                             tokens_per_day, total_token_limit, max_concurrent_requests,
+                             max_num_ctx, max_keep_alive_secs)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
     ON CONFLICT (user_id) DO UPDATE SET
         requests_per_minute = excluded.requests_per_minute,
         requests_per_day = excluded.requests_per_day,
         tokens_per_minute = excluded.tokens_per_minute,
         tokens_per_day = excluded.tokens_per_day,
         total_token_limit = excluded.total_token_limit,
-        max_concurrent_requests = excluded.max_concurrent_requests";
+        max_concurrent_requests = excluded.max_concurrent_requests,
+        max_num_ctx = excluded.max_num_ctx,
+        max_keep_alive_secs = excluded.max_keep_alive_secs";
 
 // Children first: the foreign keys cascade anyway, but explicit deletes keep the work visible
-// and do not depend on `foreign_keys` being on.
+// and do not depend on `foreign_keys` being on. Usage and refusals have no foreign key (their
+// rows may outlive the user, see `delete_user`).
 const DELETE_USER_CHILDREN: [&str; 4] = [
-    "DELETE FROM usage WHERE user_id = ?1",
+    "DELETE FROM refusals WHERE user_id = ?1",
     "DELETE FROM user_totals WHERE user_id = ?1",
     "DELETE FROM rate_limits WHERE user_id = ?1",
     "DELETE FROM api_keys WHERE user_id = ?1",
@@ -83,7 +91,7 @@ fn key_taken(
         .map_err(db)
 }
 
-fn limits_params(limits: &RateLimits) -> [Option<i64>; 6] {
+fn limits_params(limits: &RateLimits) -> [Option<i64>; 8] {
     [
         limits.requests_per_minute,
         limits.requests_per_day,
@@ -91,23 +99,108 @@ fn limits_params(limits: &RateLimits) -> [Option<i64>; 6] {
         limits.tokens_per_day,
         limits.total_token_limit,
         limits.max_concurrent_requests,
+        limits.max_num_ctx,
+        limits.max_keep_alive_secs,
     ]
     .map(|limit| limit.map(to_sql_int))
 }
 
 fn write_limits(conn: &Connection, id: &UserId, limits: &RateLimits) -> Result<(), StoreError> {
-    let [rpm, rpd, tpm, tpd, total, concurrent] = limits_params(limits);
+    let [rpm, rpd, tpm, tpd, total, concurrent, num_ctx, keep_alive] = limits_params(limits);
     conn.prepare_cached(UPSERT_LIMITS)
         .and_then(|mut stmt| {
-            stmt.execute(params![id.as_str(), rpm, rpd, tpm, tpd, total, concurrent])
+            stmt.execute(params![
+                id.as_str(),
+                rpm,
+                rpd,
+                tpm,
+                tpd,
+                total,
+                concurrent,
+                num_ctx,
+                keep_alive
+            ])
         })
         .map_err(db)?;
     Ok(())
 }
 
+/// The `ORDER BY` of a listing: the sort key, then the id for ties.
+fn order_by(sort: UserSort, descending: bool) -> &'static str {
+    match (sort, descending) {
+        (UserSort::Id, false) => "u.id",
+        (UserSort::Id, true) => "u.id DESC",
+        (UserSort::CreatedAt, false) => "u.created_at, u.id",
+        (UserSort::CreatedAt, true) => "u.created_at DESC, u.id",
+        (UserSort::TotalTokens, false) => "COALESCE(t.total_tokens, 0), u.id",
+        (UserSort::TotalTokens, true) => "COALESCE(t.total_tokens, 0) DESC, u.id",
+        (UserSort::Requests, false) => "COALESCE(t.requests, 0), u.id",
+        (UserSort::Requests, true) => "COALESCE(t.requests, 0) DESC, u.id",
+    }
+}
+
+/// The async trait: each method runs its [`Blocking`] twin on the store's own threads.
 impl UserStore for SqliteStore {
-    fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
-        let mut conn = self.conn()?;
+    fn create_user(&self, new: NewUser) -> StoreFuture<'_, User> {
+        self.run(move |store| store.create_user(new))
+    }
+
+    fn get_user<'a>(&'a self, id: &'a UserId) -> StoreFuture<'a, User> {
+        let id = id.clone();
+        self.run(move |store| store.get_user(&id))
+    }
+
+    fn list_users<'a>(&'a self, query: &'a UserQuery) -> StoreFuture<'a, (Vec<UserSummary>, u64)> {
+        let query = query.clone();
+        self.run(move |store| store.list_users(&query))
+    }
+
+    fn update_user<'a>(&'a self, id: &'a UserId, patch: &'a UserPatch) -> StoreFuture<'a, User> {
+        let (id, patch) = (id.clone(), patch.clone());
+        self.run(move |store| store.update_user(&id, &patch))
+    }
+
+    /// See [`Blocking::delete_user`]: rows of requests still in flight are kept.
+    fn delete_user<'a>(&'a self, id: &'a UserId) -> StoreFuture<'a, Deleted> {
+        let id = id.clone();
+        self.run(move |store| store.delete_user(&id))
+    }
+
+    fn delete_all_users(&self) -> StoreFuture<'_, Deleted> {
+        self.run(|store| store.delete_all_users())
+    }
+
+    fn replace_key<'a>(
+        &'a self,
+        id: &'a UserId,
+        key_hash: ApiKeyHash,
+        key_prefix: &'a str,
+        key_expires_at: Option<UnixMillis>,
+    ) -> StoreFuture<'a, User> {
+        let (id, key_prefix) = (id.clone(), key_prefix.to_owned());
+        self.run(move |store| store.replace_key(&id, key_hash, &key_prefix, key_expires_at))
+    }
+
+    fn find_user_by_key<'a>(&'a self, key_hash: &'a ApiKeyHash) -> StoreFuture<'a, Option<User>> {
+        let key_hash = *key_hash;
+        self.run(move |store| store.find_user_by_key(&key_hash))
+    }
+
+    fn set_limits<'a>(&'a self, id: &'a UserId, limits: &'a RateLimits) -> StoreFuture<'a, ()> {
+        let (id, limits) = (id.clone(), *limits);
+        self.run(move |store| store.set_limits(&id, &limits))
+    }
+
+    /// See [`Blocking::change_marker`].
+    fn change_marker(&self) -> StoreFuture<'_, u64> {
+        self.run(|store| store.change_marker())
+    }
+}
+
+impl Blocking<'_> {
+    /// Creates a user with its first key. `Conflict` when the id or the key hash is taken.
+    pub fn create_user(&self, new: NewUser) -> Result<User, StoreError> {
+        let mut conn = self.store.conn()?;
         // IMMEDIATE: the existence checks and the inserts see the same database, so the
         // checks cannot pass for two concurrent creations of the same id.
         let tx = conn
@@ -164,22 +257,41 @@ impl UserStore for SqliteStore {
         })
     }
 
-    fn get_user(&self, id: &UserId) -> Result<User, StoreError> {
-        let conn = self.conn_with_usage()?;
+    /// One user. `NotFound` when unknown.
+    pub fn get_user(&self, id: &UserId) -> Result<User, StoreError> {
+        let conn = self.store.conn()?;
         fetch_user(&conn, id)
     }
 
-    fn list_users(&self, page: Page) -> Result<(Vec<UserSummary>, u64), StoreError> {
-        let mut conn = self.conn_with_usage()?;
+    /// Users matching the query, with their lifetime totals (every usage record journaled
+    /// before the call included), and how many match in all.
+    pub fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserSummary>, u64), StoreError> {
+        let mut conn = self.store.conn_with_usage()?;
+        let (filter, filter_params) = match &query.search {
+            Some(text) if !text.is_empty() => (
+                format!("WHERE {SEARCH}"),
+                vec![Value::Text(text.clone()), Value::Text(text.clone())],
+            ),
+            _ => (String::new(), Vec::new()),
+        };
         // One read transaction, so the count and the page describe the same moment.
         let tx = conn.transaction().map_err(db)?;
         let count = tx
-            .query_row("SELECT count(*) FROM users", [], |row| count_at(row, 0))
-            .map_err(db)?;
-        let users = tx
-            .prepare_cached(LIST_USERS)
+            .prepare_cached(&format!("SELECT count(*) FROM users u {filter}"))
             .and_then(|mut stmt| {
-                stmt.query_map(params![page.limit, to_sql_int(page.offset)], |row| {
+                stmt.query_row(params_from_iter(&filter_params), |row| count_at(row, 0))
+            })
+            .map_err(db)?;
+        let mut page_params = filter_params;
+        page_params.push(Value::Integer(i64::from(query.page.limit)));
+        page_params.push(Value::Integer(to_sql_int(query.page.offset)));
+        let users = tx
+            .prepare_cached(&format!(
+                "{LIST_USERS_FROM} {filter} ORDER BY {} LIMIT ? OFFSET ?",
+                order_by(query.sort, query.descending)
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_map(params_from_iter(&page_params), |row| {
                     Ok(UserSummary {
                         user: user_from_row(row)?,
                         totals: totals_from_row(row, USER_COLUMN_COUNT)?,
@@ -191,8 +303,9 @@ impl UserStore for SqliteStore {
         Ok((users, count))
     }
 
-    fn update_user(&self, id: &UserId, patch: &UserPatch) -> Result<User, StoreError> {
-        let mut conn = self.conn()?;
+    /// Changes a user's settings. `NotFound` when unknown.
+    pub fn update_user(&self, id: &UserId, patch: &UserPatch) -> Result<User, StoreError> {
+        let mut conn = self.store.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
@@ -228,55 +341,75 @@ impl UserStore for SqliteStore {
         Ok(updated)
     }
 
+    /// Deletes a user with its key, limits, lifetime totals, refusal counts and every usage
+    /// record journaled before the call, in one transaction, and says how many records went.
     /// `NotFound` when the user does not exist.
-    fn delete_user(&self, id: &UserId) -> Result<(), StoreError> {
-        let mut conn = self.conn_with_usage()?;
+    ///
+    /// A request of the user still in flight (its key was cached, or it was admitted just
+    /// before) records its row when it ends, after this: that row is stored all the same,
+    /// under the deleted id (usage rows have no foreign key to their user), so the ledger
+    /// never loses an answered request. Such a row counts in no lifetime total; a user created
+    /// again under the same id sees it in its history.
+    pub fn delete_user(&self, id: &UserId) -> Result<Deleted, StoreError> {
+        let mut conn = self.store.conn_with_usage()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
+        let usage_records = tx
+            .execute("DELETE FROM usage WHERE user_id = ?1", [id.as_str()])
+            .map_err(db)? as u64;
         for statement in DELETE_USER_CHILDREN {
             tx.execute(statement, [id.as_str()]).map_err(db)?;
         }
-        let deleted = tx
+        let users = tx
             .execute("DELETE FROM users WHERE id = ?1", [id.as_str()])
-            .map_err(db)?;
-        if deleted == 0 {
+            .map_err(db)? as u64;
+        if users == 0 {
             // Dropping the transaction rolls back; nothing was there to delete anyway.
             return Err(not_found("user", id.as_str()));
         }
-        tx.commit().map_err(db)
+        tx.commit().map_err(db)?;
+        Ok(Deleted {
+            users,
+            usage_records,
+        })
     }
 
-    fn delete_all_users(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn_with_usage()?;
+    /// Deletes every user, key, limit, lifetime total, refusal count and usage record
+    /// journaled before the call. Rows of requests still in flight are stored when they end,
+    /// as for [`Blocking::delete_user`].
+    pub fn delete_all_users(&self) -> Result<Deleted, StoreError> {
+        let mut conn = self.store.conn_with_usage()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let count = tx
-            .query_row("SELECT count(*) FROM users", [], |row| count_at(row, 0))
-            .map_err(db)?;
+        let usage_records = tx.execute("DELETE FROM usage", []).map_err(db)? as u64;
         tx.execute_batch(
-            "DELETE FROM usage;
+            "DELETE FROM refusals;
              DELETE FROM user_totals;
              DELETE FROM rate_limits;
-             DELETE FROM api_keys;
-             DELETE FROM users;",
+             DELETE FROM api_keys;",
         )
         .map_err(db)?;
+        let users = tx.execute("DELETE FROM users", []).map_err(db)? as u64;
         tx.commit().map_err(db)?;
-        Ok(count)
+        Ok(Deleted {
+            users,
+            usage_records,
+        })
     }
 
-    /// `NotFound` when the user does not exist; `Conflict` when another user's key has this
-    /// hash. Giving a user its own current hash again only updates prefix and expiry.
-    fn replace_key(
+    /// Replaces a user's key; the old one stops matching at once. `NotFound` when the user
+    /// does not exist; `Conflict` when another user's key has this hash. Giving a user its own
+    /// current hash again only updates prefix and expiry.
+    pub fn replace_key(
         &self,
         id: &UserId,
         key_hash: ApiKeyHash,
         key_prefix: &str,
         key_expires_at: Option<UnixMillis>,
     ) -> Result<User, StoreError> {
-        let mut conn = self.conn()?;
+        let mut conn = self.store.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
@@ -313,15 +446,17 @@ impl UserStore for SqliteStore {
         Ok(user)
     }
 
-    fn find_user_by_key(&self, key_hash: &ApiKeyHash) -> Result<Option<User>, StoreError> {
-        let conn = self.conn()?;
+    /// The user whose current key has this hash, if any.
+    pub fn find_user_by_key(&self, key_hash: &ApiKeyHash) -> Result<Option<User>, StoreError> {
+        let conn = self.store.conn()?;
         conn.prepare_cached(FIND_USER_BY_KEY)
             .and_then(|mut stmt| stmt.query_row([&key_hash.0[..]], user_from_row).optional())
             .map_err(db)
     }
 
-    fn set_limits(&self, id: &UserId, limits: &RateLimits) -> Result<(), StoreError> {
-        let mut conn = self.conn()?;
+    /// Stores a user's limits. `NotFound` when unknown.
+    pub fn set_limits(&self, id: &UserId, limits: &RateLimits) -> Result<(), StoreError> {
+        let mut conn = self.store.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
@@ -330,6 +465,16 @@ impl UserStore for SqliteStore {
         }
         write_limits(&tx, id, limits)?;
         tx.commit().map_err(db)
+    }
+
+    /// A counter that triggers in the database move on every insert, update or delete of a
+    /// user, key or limits row, so a change by any writer of the file (this process, the
+    /// admin command line, a hand-written SQL statement) moves it.
+    pub fn change_marker(&self) -> Result<u64, StoreError> {
+        let conn = self.store.conn()?;
+        conn.prepare_cached("SELECT value FROM change_marker WHERE id = 1")
+            .and_then(|mut stmt| stmt.query_row([], |row| count_at(row, 0)))
+            .map_err(db)
     }
 }
 
@@ -350,8 +495,9 @@ mod tests {
     #[test]
     fn finding_a_user_by_key_is_one_index_probe() {
         let dir = tempfile::tempdir().unwrap();
-        let mut conn = Connection::open(dir.path().join("db.sqlite")).unwrap();
-        crate::schema::migrate(&mut conn).unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::schema::migrate(&mut conn, &path).unwrap();
         let plan = plan(&conn, FIND_USER_BY_KEY);
         assert!(
             plan.lines().next().is_some_and(

@@ -49,8 +49,9 @@ pub struct WriterStats {
     pub batches_committed: u64,
     /// Records saved by those transactions.
     pub records_committed: u64,
-    /// Records dropped because their user no longer exists (deleted while the request ran).
-    pub records_rejected: u64,
+    /// Records of users deleted while their request ran: stored all the same (the ledger
+    /// keeps every answered request), but counted in no lifetime total.
+    pub records_of_deleted_users: u64,
     /// Transactions that failed; their records stay in the journal and are tried again.
     pub batches_failed: u64,
     /// How many records the most recent batch held.
@@ -66,7 +67,7 @@ pub struct WriterStats {
 struct Counters {
     batches_committed: AtomicU64,
     records_committed: AtomicU64,
-    records_rejected: AtomicU64,
+    records_of_deleted_users: AtomicU64,
     batches_failed: AtomicU64,
     last_batch_records: AtomicU64,
     last_commit_nanos: AtomicU64,
@@ -217,7 +218,8 @@ impl UsageWriter {
         Box::pin(std::future::ready(self.append(record)))
     }
 
-    fn append(&self, record: UsageRecord) -> Result<(), StoreError> {
+    /// Appends a record to the journal; done when the write returns.
+    pub(crate) fn append(&self, record: UsageRecord) -> Result<(), StoreError> {
         let Some(shared) = &self.shared else {
             return Err(unavailable((self.refusal)()));
         };
@@ -333,7 +335,7 @@ impl UsageWriter {
             queued: shared.lock().pending.len() as u64,
             batches_committed: c.batches_committed.load(Ordering::Relaxed),
             records_committed: c.records_committed.load(Ordering::Relaxed),
-            records_rejected: c.records_rejected.load(Ordering::Relaxed),
+            records_of_deleted_users: c.records_of_deleted_users.load(Ordering::Relaxed),
             batches_failed: c.batches_failed.load(Ordering::Relaxed),
             last_batch_records: c.last_batch_records.load(Ordering::Relaxed),
             last_commit_latency: Duration::from_nanos(c.last_commit_nanos.load(Ordering::Relaxed)),
@@ -369,9 +371,12 @@ fn replay(conn: &mut Connection, file: &mut File, path: &Path) -> Result<u64, St
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0)).map_err(journal_error)?;
     file.read_to_end(&mut bytes).map_err(journal_error)?;
-    let contents = journal::read(&bytes, |generation| {
-        (generation == ingested_generation).then_some(ingested_len)
-    });
+    let renames = crate::schema::user_id_renames(conn).map_err(StorageError::Database)?;
+    let contents = journal::read(
+        &bytes,
+        |generation| (generation == ingested_generation).then_some(ingested_len),
+        &renames,
+    );
     if contents.unreadable > 0 {
         // Kept for a human to look at: the file is about to start afresh.
         let mut aside = path.as_os_str().to_owned();
@@ -522,6 +527,7 @@ fn note_batch(
     records: usize,
     outcome: &rusqlite::Result<usize>,
 ) {
+    // `Ok` holds how many records had no user any more.
     let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
     counters.last_commit_nanos.store(nanos, Ordering::Relaxed);
     counters.busy_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -529,14 +535,14 @@ fn note_batch(
         .last_batch_records
         .store(records as u64, Ordering::Relaxed);
     match outcome {
-        Ok(saved) => {
+        Ok(orphaned) => {
             counters.batches_committed.fetch_add(1, Ordering::Relaxed);
             counters
                 .records_committed
-                .fetch_add(*saved as u64, Ordering::Relaxed);
+                .fetch_add(records as u64, Ordering::Relaxed);
             counters
-                .records_rejected
-                .fetch_add((records - saved) as u64, Ordering::Relaxed);
+                .records_of_deleted_users
+                .fetch_add(*orphaned as u64, Ordering::Relaxed);
         }
         Err(_) => {
             counters.batches_failed.fetch_add(1, Ordering::Relaxed);
@@ -546,8 +552,8 @@ fn note_batch(
 
 const INSERT_USAGE: &str = "
     INSERT INTO usage (request_id, user_id, model, endpoint, prompt_tokens, completion_tokens,
-                       total_tokens, status, duration_ms, created_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+                       total_tokens, status, duration_ms, created_at, backend, client_request_id)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 // Saturating additions: an overflowing `+` would silently turn the column into a REAL.
 const ADD_TO_TOTALS: &str = "
@@ -571,8 +577,10 @@ struct BatchTotals {
     total_tokens: u64,
 }
 
-/// Writes the records in one transaction, with the journal position they reach. Returns how
-/// many were saved (the others' users no longer exist).
+/// Writes the records in one transaction, with the journal position they reach, and adds
+/// them to their users' lifetime totals. Every record is stored; one whose user was deleted
+/// meanwhile is stored too, but counts in no total (there is no user to count it for).
+/// Returns how many such records there were.
 fn write_batch(
     conn: &mut Connection,
     batch: &[&UsageRecord],
@@ -580,27 +588,16 @@ fn write_batch(
     journal_through: u64,
 ) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut saved = 0;
+    let mut orphaned = 0;
     // Each user of the batch, with the sums of their rows; `None` for a user deleted
-    // meanwhile, whose records are skipped instead of failing the foreign key and with it the
-    // whole batch. One lookup per user and batch, not per row: the transaction holds the
-    // write lock, so no user can go away while it runs.
+    // meanwhile. One lookup per user and batch, not per row: the transaction holds the write
+    // lock, so no user can go away while it runs.
     let mut totals: HashMap<&str, Option<BatchTotals>> = HashMap::new();
     {
         let mut insert = tx.prepare_cached(INSERT_USAGE)?;
         let mut find_user = tx.prepare_cached("SELECT 1 FROM users WHERE id = ?1")?;
         for r in batch {
             let user_id = r.user_id.as_str();
-            let sums = match totals.entry(user_id) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    let exists = find_user.exists([user_id])?;
-                    entry.insert(exists.then(BatchTotals::default))
-                }
-            };
-            let Some(sums) = sums else {
-                continue;
-            };
             insert.raw_bind_parameter(1, &r.request_id)?;
             insert.raw_bind_parameter(2, user_id)?;
             insert.raw_bind_parameter(3, &r.model)?;
@@ -611,13 +608,24 @@ fn write_batch(
             insert.raw_bind_parameter(8, r.status.as_str())?;
             insert.raw_bind_parameter(9, to_sql_int(r.duration_ms))?;
             insert.raw_bind_parameter(10, r.created_at.0)?;
-            if insert.raw_execute()? == 1 {
-                saved += 1;
-                sums.requests = sums.requests.saturating_add(1);
-                sums.prompt_tokens = sums.prompt_tokens.saturating_add(r.prompt_tokens);
-                sums.completion_tokens = sums.completion_tokens.saturating_add(r.completion_tokens);
-                sums.total_tokens = sums.total_tokens.saturating_add(r.total_tokens());
-            }
+            insert.raw_bind_parameter(11, r.backend.as_deref())?;
+            insert.raw_bind_parameter(12, r.client_request_id.as_deref())?;
+            insert.raw_execute()?;
+            let sums = match totals.entry(user_id) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let exists = find_user.exists([user_id])?;
+                    entry.insert(exists.then(BatchTotals::default))
+                }
+            };
+            let Some(sums) = sums else {
+                orphaned += 1;
+                continue;
+            };
+            sums.requests = sums.requests.saturating_add(1);
+            sums.prompt_tokens = sums.prompt_tokens.saturating_add(r.prompt_tokens);
+            sums.completion_tokens = sums.completion_tokens.saturating_add(r.completion_tokens);
+            sums.total_tokens = sums.total_tokens.saturating_add(r.total_tokens());
         }
         let mut add_to_totals = tx.prepare_cached(ADD_TO_TOTALS)?;
         for (user_id, sums) in totals
@@ -639,5 +647,5 @@ fn write_batch(
         .execute(params![to_sql_int(generation), to_sql_int(journal_through)])?;
     }
     tx.commit()?;
-    Ok(saved)
+    Ok(orphaned)
 }

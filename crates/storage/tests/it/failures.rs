@@ -1,8 +1,6 @@
 use std::time::Duration;
 
-use aiproxy_domain::{
-    RateLimits, Store, UnixMillis, UsageFilter, UsageQuery, UsageStore, UserPatch, UserStore,
-};
+use aiproxy_domain::{RateLimits, UnixMillis, UsageFilter, UsageQuery, UsageStore, UserPatch};
 use aiproxy_storage::{StorageError, StoreOptions};
 
 use crate::support::{T0, TestDb, block_on, new_user, record, record_all, uid, unavailable_cause};
@@ -23,7 +21,7 @@ fn a_read_only_database_serves_reads_and_answers_every_write_with_unavailable() 
     let db = TestDb::new();
     {
         let store = db.open();
-        store.create_user(new_user("alice").0).unwrap();
+        store.blocking().create_user(new_user("alice").0).unwrap();
         record_all(&store, [record("alice", "m", T0, 1, 1)]);
     }
     let store = db
@@ -33,8 +31,12 @@ fn a_read_only_database_serves_reads_and_answers_every_write_with_unavailable() 
         })
         .unwrap();
 
-    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+    assert_eq!(
+        store.blocking().get_user(&uid("alice")).unwrap().id,
+        uid("alice")
+    );
     let page = store
+        .blocking()
         .usage_page(&UsageQuery {
             filter: UsageFilter::default(),
             limit: 10,
@@ -44,21 +46,32 @@ fn a_read_only_database_serves_reads_and_answers_every_write_with_unavailable() 
     assert_eq!(page.records.len(), 1);
 
     let read_only = Some(rusqlite::ErrorCode::ReadOnly);
-    let cause = unavailable_cause(store.create_user(new_user("bob").0));
+    let cause = unavailable_cause(store.blocking().create_user(new_user("bob").0));
     assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
-    let cause = unavailable_cause(store.set_limits(&uid("alice"), &RateLimits::unlimited()));
+    let cause = unavailable_cause(
+        store
+            .blocking()
+            .set_limits(&uid("alice"), &RateLimits::unlimited()),
+    );
     assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
-    let cause = unavailable_cause(store.update_user(&uid("alice"), &UserPatch::default()));
+    let cause = unavailable_cause(
+        store
+            .blocking()
+            .update_user(&uid("alice"), &UserPatch::default()),
+    );
     assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
-    let cause = unavailable_cause(store.delete_usage_before(UnixMillis(i64::MAX)));
+    let cause = unavailable_cause(store.blocking().delete_usage_before(UnixMillis(i64::MAX)));
     assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
     let cause = unavailable_cause(block_on(store.record_usage(record("alice", "m", T0, 1, 1))));
     assert!(matches!(cause, StorageError::ReadOnly), "{cause:?}");
-    let cause = unavailable_cause(store.ping());
+    let cause = unavailable_cause(store.blocking().ping());
     assert_eq!(sqlite_code(&cause), read_only, "{cause:?}");
 
     // Nothing changed underneath.
-    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 2)]);
+    assert_eq!(
+        store.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 2)]
+    );
 }
 
 #[test]
@@ -70,21 +83,21 @@ fn a_locked_database_makes_writes_unavailable_until_the_lock_is_released() {
             ..StoreOptions::default()
         })
         .unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
 
     let locker = db.raw();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
 
     let busy = Some(rusqlite::ErrorCode::DatabaseBusy);
-    let cause = unavailable_cause(store.create_user(new_user("bob").0));
+    let cause = unavailable_cause(store.blocking().create_user(new_user("bob").0));
     assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
     // A record is journaled whatever the database's state: the request that made it is not
     // failed for a lock someone else holds.
     block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
-    let cause = unavailable_cause(store.ping());
+    let cause = unavailable_cause(store.blocking().ping());
     assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
     // A read that needs the journaled record cannot have it yet, and says so...
-    let cause = unavailable_cause(store.lifetime_tokens());
+    let cause = unavailable_cause(store.blocking().lifetime_tokens());
     assert_eq!(sqlite_code(&cause), busy, "{cause:?}");
     assert!(store.writer_stats().batches_failed >= 1);
     assert_eq!(store.writer_stats().queued, 1);
@@ -95,6 +108,7 @@ fn a_locked_database_makes_writes_unavailable_until_the_lock_is_released() {
             ..StoreOptions::default()
         })
         .unwrap()
+        .blocking()
         .get_user(&uid("alice"))
         .unwrap()
         .id,
@@ -102,11 +116,11 @@ fn a_locked_database_makes_writes_unavailable_until_the_lock_is_released() {
     );
 
     locker.execute_batch("COMMIT").unwrap();
-    store.ping().unwrap();
-    store.create_user(new_user("bob").0).unwrap();
+    store.blocking().ping().unwrap();
+    store.blocking().create_user(new_user("bob").0).unwrap();
     block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
     assert_eq!(
-        store.lifetime_tokens().unwrap(),
+        store.blocking().lifetime_tokens().unwrap(),
         [(uid("alice"), 4), (uid("bob"), 0)]
     );
 }
@@ -118,21 +132,36 @@ fn an_exhausted_pool_is_an_unavailable_error_not_a_hang() {
         .open_with(StoreOptions {
             pool_size: 1,
             connection_timeout: Duration::from_millis(100),
+            busy_timeout: Duration::from_secs(60),
             ..StoreOptions::default()
         })
         .unwrap();
-    store.create_user(new_user("alice").0).unwrap();
-    record_all(&store, [record("alice", "m", T0, 1, 1)]);
+    store.blocking().create_user(new_user("alice").0).unwrap();
 
-    let mut inner = None;
-    // The export holds the only pooled connection while the sink runs.
-    store
-        .for_each_usage(&UsageFilter::default(), &mut |_| {
-            inner = Some(store.get_user(&uid("alice")));
-            false
-        })
-        .unwrap();
-    let cause = unavailable_cause(inner.unwrap());
+    // Another process holds the write lock, so a ping waits for it, holding the only pooled
+    // connection meanwhile.
+    let locker = db.raw();
+    locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let pinging = {
+        let store = store.clone();
+        std::thread::spawn(move || store.blocking().ping())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let cause = loop {
+        match store.blocking().get_user(&uid("alice")) {
+            // The ping has not checked its connection out yet.
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "the pool never ran out"
+            ),
+            Err(error) => break unavailable_cause(Err::<(), _>(error)),
+        }
+    };
     assert!(matches!(cause, StorageError::Pool(_)), "{cause:?}");
-    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+    locker.execute_batch("COMMIT").unwrap();
+    pinging.join().unwrap().unwrap();
+    assert_eq!(
+        store.blocking().get_user(&uid("alice")).unwrap().id,
+        uid("alice")
+    );
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use aiproxy_domain::{UsageFilter, UsageQuery, UsageStore, UserStore};
+use aiproxy_domain::{UsageFilter, UsageQuery, UsageStore};
 use aiproxy_storage::{SqliteStore, StorageError, StoreOptions};
 
 use crate::support::{T0, TestDb, block_on, new_user, record, uid, unavailable_cause};
@@ -43,6 +43,7 @@ fn crash_copy(db: &TestDb) -> TestDb {
 
 fn request_ids(store: &SqliteStore) -> Vec<String> {
     let mut ids: Vec<String> = store
+        .blocking()
         .usage_page(&UsageQuery {
             filter: UsageFilter::default(),
             limit: 1000,
@@ -61,7 +62,7 @@ fn request_ids(store: &SqliteStore) -> Vec<String> {
 fn records_journaled_before_a_crash_are_saved_exactly_once_on_the_next_start() {
     let db = TestDb::new();
     let store = db.open_with(lazy()).unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     for i in 0..3 {
         block_on(store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 1))).unwrap();
     }
@@ -70,7 +71,10 @@ fn records_journaled_before_a_crash_are_saved_exactly_once_on_the_next_start() {
     let first_crash = crash_copy(&db);
     let restarted = first_crash.open();
     assert_eq!(request_ids(&restarted).len(), 3);
-    assert_eq!(restarted.lifetime_tokens().unwrap(), [(uid("alice"), 6)]);
+    assert_eq!(
+        restarted.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 6)]
+    );
     drop(restarted);
     // Opening again replays nothing twice.
     assert_eq!(request_ids(&first_crash.open()).len(), 3);
@@ -84,13 +88,14 @@ fn records_journaled_before_a_crash_are_saved_exactly_once_on_the_next_start() {
     let second_crash = crash_copy(&db);
     let restarted = second_crash.open();
     assert_eq!(request_ids(&restarted).len(), 5);
-    assert_eq!(restarted.lifetime_tokens().unwrap(), [(uid("alice"), 10)]);
+    assert_eq!(
+        restarted.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 10)]
+    );
     assert_eq!(
         restarted
-            .list_users(aiproxy_domain::Page {
-                limit: 10,
-                offset: 0
-            })
+            .blocking()
+            .list_users(&aiproxy_domain::UserQuery::page(10, 0))
             .unwrap()
             .0[0]
             .totals
@@ -103,7 +108,7 @@ fn records_journaled_before_a_crash_are_saved_exactly_once_on_the_next_start() {
 fn a_line_cut_short_by_a_crash_is_ignored_and_the_file_stays_usable() {
     let db = TestDb::new();
     let store = db.open_with(lazy()).unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
     let crash = crash_copy(&db);
     drop(store);
@@ -125,7 +130,7 @@ fn a_line_cut_short_by_a_crash_is_ignored_and_the_file_stays_usable() {
 fn closing_ingests_everything_and_leaves_only_a_header_in_the_journal() {
     let db = TestDb::new();
     let store = db.open_with(lazy()).unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     for i in 0..100 {
         block_on(store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 1))).unwrap();
     }
@@ -143,7 +148,7 @@ fn closing_ingests_everything_and_leaves_only_a_header_in_the_journal() {
 fn a_second_server_is_refused_and_an_admin_tool_reads_without_recording_usage() {
     let db = TestDb::new();
     let server = db.open();
-    server.create_user(new_user("alice").0).unwrap();
+    server.blocking().create_user(new_user("alice").0).unwrap();
     block_on(server.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
 
     // A second server is refused outright...
@@ -163,7 +168,10 @@ fn a_second_server_is_refused_and_an_admin_tool_reads_without_recording_usage() 
     // It sees what the owner has ingested (the owner's read asks for it first).
     assert_eq!(request_ids(&server).len(), 1);
     assert_eq!(request_ids(&cli).len(), 1);
-    assert_eq!(cli.get_user(&uid("alice")).unwrap().id, uid("alice"));
+    assert_eq!(
+        cli.blocking().get_user(&uid("alice")).unwrap().id,
+        uid("alice")
+    );
 }
 
 #[test]
@@ -176,7 +184,7 @@ fn under_steady_load_the_journal_starts_afresh_with_what_is_pending_and_loses_no
             ..StoreOptions::default()
         })
         .unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     // About 3 MB of lines; every 1,000 pending records wake the writer while appends go on,
     // so it rotates with records still pending.
     let total = 20_500;
@@ -207,11 +215,12 @@ fn under_steady_load_the_journal_starts_afresh_with_what_is_pending_and_loses_no
 
     let restarted = crash_copy(&db).open();
     assert_eq!(
-        restarted.lifetime_tokens().unwrap(),
+        restarted.blocking().lifetime_tokens().unwrap(),
         [(uid("alice"), 2 * total as u64)]
     );
     assert_eq!(
         restarted
+            .blocking()
             .usage_page(&UsageQuery {
                 filter: UsageFilter::default(),
                 limit: 1,
@@ -228,7 +237,7 @@ fn under_steady_load_the_journal_starts_afresh_with_what_is_pending_and_loses_no
 fn closing_frees_the_journal_for_the_next_server_while_clones_still_live() {
     let db = TestDb::new();
     let first = db.open();
-    first.create_user(new_user("alice").0).unwrap();
+    first.blocking().create_user(new_user("alice").0).unwrap();
     block_on(first.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
     // A clone held somewhere else (a worker thread still winding down) outlives the close.
     let lingering = first.clone();

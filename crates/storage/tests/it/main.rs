@@ -7,6 +7,7 @@
 mod failures;
 mod journal;
 mod migrations;
+mod open_errors;
 mod secrets;
 mod support;
 mod usage_queries;
@@ -21,5 +22,5 @@ fn the_store_can_be_shared_as_a_trait_object() {
 
     let db = support::TestDb::new();
     let store: std::sync::Arc<dyn aiproxy_domain::Store> = std::sync::Arc::new(db.open());
-    store.ping().unwrap();
+    support::block_on(store.ping()).unwrap();
 }

@@ -1,4 +1,4 @@
-use aiproxy_domain::{ApiKey, UserStore};
+use aiproxy_domain::ApiKey;
 
 use crate::support::{TestDb, new_user, uid};
 
@@ -26,11 +26,12 @@ fn the_database_files_never_hold_a_whole_key() {
             let (user, key) = new_user(&format!("user{i}"));
             hashes.push(key.hash());
             keys.push(key);
-            store.create_user(user).unwrap();
+            store.blocking().create_user(user).unwrap();
         }
         let replacement = ApiKey::generate();
         hashes.push(replacement.hash());
         store
+            .blocking()
             .replace_key(
                 &uid("user0"),
                 replacement.hash(),

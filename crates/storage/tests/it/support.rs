@@ -81,6 +81,8 @@ pub fn record(
         user_id: uid(user),
         model: model.to_owned(),
         endpoint: Endpoint::ChatCompletions,
+        backend: None,
+        client_request_id: None,
         prompt_tokens: prompt,
         completion_tokens: completion,
         status: UsageStatus::Ok,

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use aiproxy_domain::{Page, Store, UsageFilter, UsageQuery, UsageStore, UserStore};
+use aiproxy_domain::{UsageFilter, UsageQuery, UsageStore};
 use aiproxy_storage::{StorageError, StoreOptions};
 
 use crate::support::{T0, TestDb, block_on, new_user, record, uid, unavailable_cause};
@@ -13,7 +13,10 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
     let db = TestDb::new();
     let store = db.open();
     for t in 0..8 {
-        store.create_user(new_user(&format!("user{t}")).0).unwrap();
+        store
+            .blocking()
+            .create_user(new_user(&format!("user{t}")).0)
+            .unwrap();
     }
     let barrier = Arc::new(std::sync::Barrier::new(THREADS));
     let threads: Vec<_> = (0..THREADS)
@@ -39,6 +42,7 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
     // completion tokens per thread: 10 × (0 + 1 + 2 + 3 + 4) = 100.
     let expected_tokens = rows * 3 + THREADS as u64 * 100;
     let page = store
+        .blocking()
         .usage_page(&UsageQuery {
             filter: UsageFilter::default(),
             limit: 1,
@@ -48,6 +52,7 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
     assert_eq!(page.totals.requests, rows);
     assert_eq!(page.totals.total_tokens, expected_tokens);
     let lifetime: u64 = store
+        .blocking()
         .lifetime_tokens()
         .unwrap()
         .iter()
@@ -55,10 +60,8 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
         .sum();
     assert_eq!(lifetime, expected_tokens);
     let (users, _) = store
-        .list_users(Page {
-            limit: 100,
-            offset: 0,
-        })
+        .blocking()
+        .list_users(&aiproxy_domain::UserQuery::page(100, 0))
         .unwrap();
     assert_eq!(users.iter().map(|u| u.totals.requests).sum::<u64>(), rows);
     assert!(users.iter().all(|u| u.totals.requests == rows / 8));
@@ -75,24 +78,39 @@ fn records_from_many_threads_are_all_committed_and_counted_exactly_in_fewer_tran
 }
 
 #[test]
-fn a_record_for_a_missing_user_is_dropped_alone() {
+fn a_record_for_a_missing_user_is_stored_without_failing_its_batch() {
     let db = TestDb::new();
     let store = db.open();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     // Journaled together, so they share a batch.
     block_on(store.record_usage(record("alice", "m", T0, 1, 1))).unwrap();
     block_on(store.record_usage(record("ghost", "m", T0, 1, 1))).unwrap();
     block_on(store.record_usage(record("alice", "m", T0.plus_millis(1), 1, 1))).unwrap();
-    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 4)]);
-    assert_eq!(store.writer_stats().records_rejected, 1);
-    assert_eq!(store.writer_stats().records_committed, 2);
+    assert_eq!(
+        store.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 4)]
+    );
+    assert_eq!(store.writer_stats().records_of_deleted_users, 1);
+    assert_eq!(store.writer_stats().records_committed, 3);
+    let ghost = store
+        .blocking()
+        .usage_page(&UsageQuery {
+            filter: UsageFilter {
+                user_id: Some(uid("ghost")),
+                ..UsageFilter::default()
+            },
+            limit: 10,
+            offset: 0,
+        })
+        .unwrap();
+    assert_eq!(ghost.totals.requests, 1);
 }
 
 #[test]
 fn closing_saves_everything_journaled_then_refuses_new_records() {
     let db = TestDb::new();
     let store = db.open();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     let pending: Vec<_> = (0..500)
         .map(|i| store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 0)))
         .collect();
@@ -100,7 +118,10 @@ fn closing_saves_everything_journaled_then_refuses_new_records() {
     for commit in pending {
         block_on(commit).unwrap();
     }
-    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 500)]);
+    assert_eq!(
+        store.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 500)]
+    );
 
     let late = block_on(store.record_usage(record("alice", "m", T0, 1, 0)));
     assert!(matches!(
@@ -108,11 +129,14 @@ fn closing_saves_everything_journaled_then_refuses_new_records() {
         StorageError::WriterStopped
     ));
     assert!(matches!(
-        unavailable_cause(store.ping()),
+        unavailable_cause(store.blocking().ping()),
         StorageError::WriterStopped
     ));
     // Reads still work after closing.
-    assert_eq!(store.get_user(&uid("alice")).unwrap().id, uid("alice"));
+    assert_eq!(
+        store.blocking().get_user(&uid("alice")).unwrap().id,
+        uid("alice")
+    );
     store.close();
 }
 
@@ -120,7 +144,7 @@ fn closing_saves_everything_journaled_then_refuses_new_records() {
 fn dropping_the_last_clone_saves_what_is_journaled() {
     let db = TestDb::new();
     let store = db.open();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     let clone = store.clone();
     let pending: Vec<_> = (0..300)
         .map(|i| clone.record_usage(record("alice", "m", T0.plus_millis(i), 2, 0)))
@@ -131,7 +155,10 @@ fn dropping_the_last_clone_saves_what_is_journaled() {
         block_on(commit).unwrap();
     }
     let store = db.open();
-    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 600)]);
+    assert_eq!(
+        store.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 600)]
+    );
 }
 
 #[test]
@@ -143,11 +170,14 @@ fn a_batch_size_of_one_writes_one_transaction_per_record() {
             ..StoreOptions::default()
         })
         .unwrap();
-    store.create_user(new_user("alice").0).unwrap();
+    store.blocking().create_user(new_user("alice").0).unwrap();
     for i in 0..20 {
         block_on(store.record_usage(record("alice", "m", T0.plus_millis(i), 1, 0))).unwrap();
     }
-    assert_eq!(store.lifetime_tokens().unwrap(), [(uid("alice"), 20)]);
+    assert_eq!(
+        store.blocking().lifetime_tokens().unwrap(),
+        [(uid("alice"), 20)]
+    );
     let stats = store.writer_stats();
     assert_eq!(stats.batches_committed, 20);
     assert_eq!(stats.last_batch_records, 1);
@@ -157,5 +187,5 @@ fn a_batch_size_of_one_writes_one_transaction_per_record() {
 fn ping_succeeds_on_a_healthy_store() {
     let db = TestDb::new();
     let store = db.open();
-    store.ping().unwrap();
+    store.blocking().ping().unwrap();
 }
