@@ -13,16 +13,15 @@ pub mod settings;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::rt::task::JoinHandle;
 use actix_web::{App, HttpServer, web};
 use aiproxy_api::AppState;
-use aiproxy_domain::{Store, UnixMillis};
+use aiproxy_domain::{Store, UnixMillis, UsageStore};
 use aiproxy_ollama::OllamaClient;
-use aiproxy_ratelimit::{LimiterConfig, RateLimiter};
+use aiproxy_ratelimit::{LimiterConfig, LocalAdmission, RateLimiter};
 use aiproxy_storage::{SqliteStore, StoreOptions};
 use utoipa_actix_web::AppExt as _;
 use utoipa_swagger_ui::SwaggerUi;
@@ -32,17 +31,14 @@ pub use settings::{DEFAULT_ADMIN_API_KEY, Settings, SettingsError};
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The database could not be opened or migrated.
-    #[error("could not open the database: {0}")]
+    /// The database could not be opened or migrated (the source chain says why).
+    #[error(transparent)]
     Storage(#[from] aiproxy_storage::StorageError),
     /// Reading the usage records to rebuild the rate limiter failed.
-    #[error("could not read usage to rebuild rate limits: {0}")]
+    #[error("could not read usage to rebuild rate limits")]
     Restore(#[from] aiproxy_domain::StoreError),
-    /// The thread that purges old usage records could not be started.
-    #[error("could not start the usage retention thread: {0}")]
-    Retention(#[source] std::io::Error),
     /// The address could not be bound.
-    #[error("could not listen on {address}: {source}")]
+    #[error("could not listen on {address}")]
     Bind {
         /// The address.
         address: String,
@@ -69,8 +65,8 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Opens the store, rebuilds the limiter, binds the listener and, when
-    /// `usage_retention_days` is above 0, starts the thread that purges old usage records.
-    /// Call from inside an actix (or tokio `LocalSet`) runtime.
+    /// `usage_retention_days` is above 0, starts the task that purges old usage records. Call from inside an actix (or tokio
+    /// `LocalSet`) runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
         let store = SqliteStore::open(&settings.database_path, StoreOptions::default())?;
         let limiter = Arc::new(RateLimiter::new(LimiterConfig {
@@ -87,16 +83,22 @@ impl Application {
             address: address.clone(),
             source,
         })?;
+        let shared_store: Arc<dyn Store> = Arc::new(store.clone());
         // Only once the address is ours, so a server that cannot start deletes nothing.
         let retention = match settings.usage_retention_days {
             0 => None,
-            days => Some(RetentionTask::start(store.clone(), days)?),
+            days => Some(RetentionTask::start(Arc::clone(&shared_store), days)),
         };
 
-        let shared_store: Arc<dyn Store> = Arc::new(store.clone());
+        let usage: Arc<dyn UsageStore> = shared_store.clone();
+        let admission = Arc::new(LocalAdmission::new(limiter, usage));
         let state = web::Data::new(
-            AppState::new(shared_store, limiter, settings.api_settings())
-                .with_extra_metrics(writer_metrics(store.clone())),
+            AppState::new(
+                Arc::clone(&shared_store),
+                admission,
+                settings.api_settings(),
+            )
+            .with_extra_metrics(writer_metrics(store.clone())),
         );
         let ollama_config = settings.ollama_config();
         let server = HttpServer::new(move || {
@@ -152,19 +154,16 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM (or a handle's `stop`), lets in-flight requests finish
-    /// within the grace period, stops the retention thread (waiting for a purge under way to
+    /// within the grace period, stops the retention task (waiting for a purge under way to
     /// finish), then commits every queued usage row.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        if let Some(retention) = self.retention {
+            retention.stop().await;
+        }
         let store = self.store;
-        let retention = self.retention;
-        // Closing waits for the usage writer to commit what is queued.
-        let finished = web::block(move || {
-            if let Some(retention) = retention {
-                retention.stop();
-            }
-            store.close();
-        });
+        // Closing waits for the usage writer to commit what is queued; off the executor.
+        let finished = actix_web::rt::task::spawn_blocking(move || store.close());
         if finished.await.is_err() {
             tracing::error!("usage rows still queued at shutdown could not be committed");
         }
@@ -212,12 +211,12 @@ fn writer_metrics(store: SqliteStore) -> aiproxy_api::ExtraMetrics {
 }
 
 /// Replays the last day of usage and the lifetime totals into the limiter, so a restart
-/// neither forgets nor double counts.
+/// neither forgets nor double counts. Blocking: it runs before the server serves.
 fn restore_limiter(store: &SqliteStore, limiter: &RateLimiter) -> Result<(), StartError> {
     let now = UnixMillis::now();
     let since = now.plus_millis(-LIMITER_LOOKBACK_MILLIS);
-    let events = aiproxy_domain::UsageStore::usage_events_since(store, since)?;
-    let lifetime = aiproxy_domain::UsageStore::lifetime_tokens(store)?;
+    let events = store.blocking().usage_events_since(since)?;
+    let lifetime = store.blocking().lifetime_tokens()?;
     tracing::info!(
         events = events.len(),
         users = lifetime.len(),
@@ -227,61 +226,56 @@ fn restore_limiter(store: &SqliteStore, limiter: &RateLimiter) -> Result<(), Sta
     Ok(())
 }
 
-/// The background thread that deletes usage records older than the retention period: once
-/// at start-up, then every [`RETENTION_INTERVAL`].
-///
-/// It runs on its own OS thread because the store blocks and a purge can take a while; it
-/// stops when [`RetentionTask::stop`] is called or the task is dropped.
+/// The background task that deletes usage records older than the retention period: once at
+/// start-up, then every [`RETENTION_INTERVAL`]. The purge itself runs on the store's own
+/// threads; [`RetentionTask::stop`] waits for one under way to finish.
 struct RetentionTask {
-    /// Dropping this wakes the thread and tells it to finish.
-    stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    /// Dropping this tells the task to finish.
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl RetentionTask {
-    fn start(store: SqliteStore, days: u64) -> Result<Self, StartError> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("usage-retention".into())
-            .spawn(move || {
-                loop {
-                    purge_old_usage(&store, days);
-                    match stopped.recv_timeout(RETENTION_INTERVAL) {
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        // A message or a dropped sender both mean the server is stopping.
-                        Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
-                    }
+    fn start(store: Arc<dyn Store>, days: u64) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = actix_web::rt::spawn(async move {
+            loop {
+                purge_old_usage(store.as_ref(), days).await;
+                tokio::select! {
+                    () = actix_web::rt::time::sleep(RETENTION_INTERVAL) => {}
+                    // A message or a dropped sender both mean the server is stopping.
+                    _ = &mut stopped => break,
                 }
-            })
-            .map_err(StartError::Retention)?;
+            }
+        });
         tracing::info!(
             retention_days = days,
             "usage retention on: older usage records are deleted hourly"
         );
-        Ok(Self { stop, thread })
+        Self { stop, task }
     }
 
-    /// Wakes the thread and waits for it to end. Blocks: call off the async executor.
-    fn stop(self) {
+    /// Tells the task to end and waits for it (and for a purge under way).
+    async fn stop(self) {
         drop(self.stop);
-        if self.thread.join().is_err() {
-            tracing::error!("the usage retention thread panicked");
+        if self.task.await.is_err() {
+            tracing::error!("the usage retention task panicked");
         }
     }
 }
 
 /// Deletes the records older than `days` days. Failures are logged and retried next time:
 /// an unavailable database must not stop the server.
-fn purge_old_usage(store: &SqliteStore, days: u64) {
+async fn purge_old_usage(store: &dyn Store, days: u64) {
     let cutoff = retention_cutoff(UnixMillis::now(), days);
-    match aiproxy_domain::UsageStore::delete_usage_before(store, cutoff) {
+    match store.delete_usage_before(cutoff).await {
         Ok(deleted) => tracing::info!(
             deleted,
             retention_days = days,
             "usage retention: deleted old usage records"
         ),
         Err(error) => tracing::warn!(
-            %error,
+            error = %error_chain(&error),
             "usage retention: deleting old usage records failed; will retry in an hour"
         ),
     }
@@ -295,6 +289,20 @@ fn retention_cutoff(now: UnixMillis, days: u64) -> UnixMillis {
         .and_then(|d| d.checked_mul(24 * 60 * 60 * 1000))
         .unwrap_or(i64::MAX);
     now.plus_millis(-retention_millis.max(LIMITER_LOOKBACK_MILLIS))
+}
+
+/// An error and its causes, joined with `: ` (`cannot open the database ./db/proxy.db:
+/// permission denied on ./db/proxy.db: Permission denied (os error 13)`), for the messages
+/// an operator reads at start-up and from the command line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Installs the tracing subscriber: `RUST_LOG` filter (default `info`), text or JSON.

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use proxy_server::cli::{self, Command};
-use proxy_server::{Application, DEFAULT_ADMIN_API_KEY, Settings, init_tracing};
+use proxy_server::{Application, DEFAULT_ADMIN_API_KEY, Settings, error_chain, init_tracing};
 
 fn main() -> ExitCode {
     // `.env` first, so that flags falling back to the environment see its values too. A
@@ -36,7 +36,7 @@ fn serve(settings: Settings) -> ExitCode {
     }
     let system = actix_web::rt::System::new();
     let result = system.block_on(async move {
-        let app = Application::build(settings.clone()).map_err(|err| err.to_string())?;
+        let app = Application::build(settings.clone()).map_err(|err| error_chain(&err))?;
         tracing::info!(
             address = %app.address(),
             ollama = %settings.ollama_base_url,

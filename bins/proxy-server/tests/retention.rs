@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use aiproxy_domain::{
     ApiKey, Endpoint, NewUser, RateLimits, UnixMillis, UsageFilter, UsageQuery, UsageRecord,
-    UsageStatus, UsageStore, UserId, UserStore,
+    UsageStatus, UsageStore, UserId,
 };
 use aiproxy_storage::{SqliteStore, StoreOptions};
 use proxy_server::{Application, Settings};
@@ -24,6 +24,8 @@ fn record(request_id: &str, user: &UserId, created_at: UnixMillis) -> UsageRecor
         user_id: user.clone(),
         model: "llama3.2".into(),
         endpoint: Endpoint::ChatCompletions,
+        backend: None,
+        client_request_id: None,
         prompt_tokens: 10,
         completion_tokens: 5,
         status: UsageStatus::Ok,
@@ -35,6 +37,7 @@ fn record(request_id: &str, user: &UserId, created_at: UnixMillis) -> UsageRecor
 /// The request ids of the user's records, newest first.
 fn request_ids(store: &SqliteStore, user: &UserId) -> Vec<String> {
     let page = store
+        .blocking()
         .usage_page(&UsageQuery {
             filter: UsageFilter {
                 user_id: Some(user.clone()),
@@ -57,6 +60,7 @@ async fn old_usage_is_purged_at_start_up_and_lifetime_totals_keep_it() {
     let store = SqliteStore::open(&db, StoreOptions::default()).unwrap();
     let key = ApiKey::generate();
     store
+        .blocking()
         .create_user(NewUser {
             id: user.clone(),
             display_name: None,
@@ -116,13 +120,13 @@ async fn old_usage_is_purged_at_start_up_and_lifetime_totals_keep_it() {
         ids = request_ids(&observer, &user);
     }
     assert_eq!(
-        observer.lifetime_tokens().unwrap(),
+        observer.blocking().lifetime_tokens().unwrap(),
         [(user.clone(), 30)],
         "the lifetime total still counts the purged record"
     );
     observer.close();
 
-    // Stopping must also end the retention thread, or this would never return.
+    // Stopping must also end the retention task, or this would never return.
     handle.stop(true).await;
     running.await.unwrap().unwrap();
 }

@@ -112,6 +112,8 @@ impl Accounting {
             user_id: self.user_id.clone(),
             model: std::mem::take(&mut self.model),
             endpoint: self.endpoint,
+            backend: None,
+            client_request_id: None,
             prompt_tokens,
             completion_tokens,
             status,
@@ -119,7 +121,7 @@ impl Accounting {
             created_at: self.created_at,
         };
         match self.ticket.take() {
-            Some(ticket) => ticket.finish(&*self.state.store, record),
+            Some(ticket) => ticket.finish(record),
             // Only a bill already finished gets here, and `finish` consumes it.
             None => Box::pin(std::future::ready(Ok(()))),
         }

@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, delete, get, patch, post, put, web};
 use aiproxy_domain::{
-    ApiKey, LimitsPatch, NewUser, Page, RateLimits, UnixMillis, UsageTotals, User, UserId,
-    UserPatch,
+    ApiKey, LimitsPatch, NewUser, RateLimits, UnixMillis, UsageTotals, User, UserId, UserPatch,
+    UserQuery,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -63,6 +63,14 @@ pub struct LimitsUpdate {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<u64>)]
     pub max_concurrent_requests: Option<Option<u64>>,
+    /// The largest `num_ctx` this user may ask Ollama for; `null` for the server's cap.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub max_num_ctx: Option<Option<u64>>,
+    /// The longest `keep_alive` this user may ask for, in seconds; `null` for the server's cap.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<u64>)]
+    pub max_keep_alive_secs: Option<Option<u64>>,
 }
 
 impl From<&LimitsUpdate> for LimitsPatch {
@@ -74,6 +82,8 @@ impl From<&LimitsUpdate> for LimitsPatch {
             tokens_per_day: u.tokens_per_day,
             total_token_limit: u.total_token_limit,
             max_concurrent_requests: u.max_concurrent_requests,
+            max_num_ctx: u.max_num_ctx,
+            max_keep_alive_secs: u.max_keep_alive_secs,
         }
     }
 }
@@ -255,14 +265,6 @@ fn check_models(models: &Option<Vec<String>>) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn blocking<T: Send + 'static>(
-    state: &AppState,
-    f: impl FnOnce(&dyn aiproxy_domain::Store) -> Result<T, aiproxy_domain::StoreError> + Send + 'static,
-) -> Result<T, ApiError> {
-    let store = state.store.clone();
-    Ok(web::block(move || f(store.as_ref())).await??)
-}
-
 /// Creates a user and returns its key (shown only this once).
 #[utoipa::path(
     tag = "admin",
@@ -310,7 +312,7 @@ pub async fn create_user(
         limits,
         created_at: UnixMillis::now(),
     };
-    let user = blocking(&state, move |store| store.create_user(new)).await?;
+    let user = state.store.create_user(new).await?;
     tracing::info!(user_id = %user.id, key_prefix = %user.key_prefix, "user created");
     Ok(HttpResponse::Created().json(UserWithKey {
         user: UserBody::new(&user, None),
@@ -343,8 +345,10 @@ pub async fn list_users(
         ));
     }
     let offset = params.offset.unwrap_or(0);
-    let page = Page { limit, offset };
-    let (users, total) = blocking(&state, move |store| store.list_users(page)).await?;
+    let (users, total) = state
+        .store
+        .list_users(&UserQuery::page(limit, offset))
+        .await?;
     let has_more = offset.saturating_add(users.len() as u64) < total;
     Ok(HttpResponse::Ok().json(UserList {
         object: "list",
@@ -377,7 +381,7 @@ pub async fn get_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let user = blocking(&state, move |store| store.get_user(&id)).await?;
+    let user = state.store.get_user(&id).await?;
     Ok(HttpResponse::Ok().json(UserBody::new(&user, None)))
 }
 
@@ -418,11 +422,7 @@ pub async fn update_user(
         allowed_models: body.allowed_models,
         disabled: body.disabled,
     };
-    let id_for_store = id.clone();
-    let user = blocking(&state, move |store| {
-        store.update_user(&id_for_store, &patch)
-    })
-    .await?;
+    let user = state.store.update_user(&id, &patch).await?;
     state.keys.invalidate(&id);
     Ok(HttpResponse::Ok().json(UserBody::new(&user, None)))
 }
@@ -445,11 +445,10 @@ pub async fn delete_user(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let id_for_store = id.clone();
-    blocking(&state, move |store| store.delete_user(&id_for_store)).await?;
+    let deleted = state.store.delete_user(&id).await?;
     state.keys.invalidate(&id);
-    state.limiter.forget(&id);
-    tracing::info!(user_id = %id, "user deleted");
+    state.admission.forget(&id);
+    tracing::info!(user_id = %id, usage_records = deleted.usage_records, "user deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -467,11 +466,17 @@ pub async fn delete_all_users(
     _admin: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let deleted = blocking(&state, |store| store.delete_all_users()).await?;
+    let deleted = state.store.delete_all_users().await?;
     state.keys.clear();
-    state.limiter.forget_all();
-    tracing::info!(deleted, "all users deleted");
-    Ok(HttpResponse::Ok().json(Deleted { deleted }))
+    state.admission.forget_all();
+    tracing::info!(
+        users = deleted.users,
+        usage_records = deleted.usage_records,
+        "all users deleted"
+    );
+    Ok(HttpResponse::Ok().json(Deleted {
+        deleted: deleted.users,
+    }))
 }
 
 /// A user's usage, in the same shape as `/v1/usage`.
@@ -494,8 +499,7 @@ pub async fn user_usage(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let id_for_store = id.clone();
-    blocking(&state, move |store| store.get_user(&id_for_store)).await?;
+    state.store.get_user(&id).await?;
     Ok(HttpResponse::Ok().json(usage_report(&state, id, &params).await?))
 }
 
@@ -537,7 +541,7 @@ pub async fn get_limits(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_user_id(&path)?;
-    let user = blocking(&state, move |store| store.get_user(&id)).await?;
+    let user = state.store.get_user(&id).await?;
     Ok(HttpResponse::Ok().json(user.limits))
 }
 
@@ -565,14 +569,9 @@ pub async fn put_limits(
     let id = path_user_id(&path)?;
     let update = body.read().await?;
     let patch = LimitsPatch::from(&update);
-    let id_for_read = id.clone();
-    let user = blocking(&state, move |store| store.get_user(&id_for_read)).await?;
+    let user = state.store.get_user(&id).await?;
     let limits = patch.apply(user.limits)?;
-    let id_for_store = id.clone();
-    blocking(&state, move |store| {
-        store.set_limits(&id_for_store, &limits)
-    })
-    .await?;
+    state.store.set_limits(&id, &limits).await?;
     state.keys.invalidate(&id);
     Ok(HttpResponse::Ok().json(limits))
 }
@@ -597,12 +596,11 @@ pub async fn rotate_key(
     let id = path_user_id(&path)?;
     let key = ApiKey::generate();
     let (hash, prefix) = (key.hash(), key.prefix());
-    let id_for_store = id.clone();
-    let user = blocking(&state, move |store| {
-        let current = store.get_user(&id_for_store)?;
-        store.replace_key(&id_for_store, hash, &prefix, current.key_expires_at)
-    })
-    .await?;
+    let current = state.store.get_user(&id).await?;
+    let user = state
+        .store
+        .replace_key(&id, hash, &prefix, current.key_expires_at)
+        .await?;
     state.keys.invalidate(&id);
     tracing::info!(user_id = %id, key_prefix = %user.key_prefix, "key rotated");
     Ok(HttpResponse::Ok().json(UserWithKey {

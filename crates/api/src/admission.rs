@@ -1,13 +1,14 @@
 //! Admission: whether a user may make a request now (their model list and their limits), and
 //! the ticket an admitted request holds until its usage row is written.
 //!
-//! The one module that names the rate limiter and its reservations, so that admission can move
-//! behind another engine by changing this file alone.
+//! The one module that talks to the admission engine (the domain's `Admission`: in-process or
+//! shared by replicas, the HTTP layer does not know which).
 
 use actix_web::HttpResponse;
 use actix_web::http::header::{HeaderName, HeaderValue};
-use aiproxy_domain::{Store, UnixMillis, UsageCommit, UsageRecord, User};
-use aiproxy_ratelimit::Reservation;
+use aiproxy_domain::{
+    AdmissionError, AdmissionRequest, UnixMillis, UsageCommit, UsageRecord, User,
+};
 
 use crate::error::ApiError;
 use crate::ratelimit_headers::rate_limit_headers;
@@ -28,7 +29,7 @@ pub(crate) struct Admitted {
 /// concurrency slot. Finishing it replaces the reservation with the tokens really used and
 /// writes the usage row; cancelling or dropping it releases the reservation without a row.
 pub(crate) struct Ticket {
-    reservation: Reservation,
+    held: Box<dyn aiproxy_domain::Ticket>,
     admitted_at: UnixMillis,
 }
 
@@ -38,17 +39,15 @@ impl Ticket {
         self.admitted_at
     }
 
-    /// Counts the record's tokens against the limits and queues the record; the future
-    /// resolves once it is durable.
-    pub(crate) fn finish(self, store: &dyn Store, record: UsageRecord) -> UsageCommit {
-        self.reservation
-            .settle(record.total_tokens(), UnixMillis::now());
-        store.record_usage(record)
+    /// Counts the record's tokens against the limits and records the row, as one step where
+    /// the engine can; the future resolves once it is durable.
+    pub(crate) fn finish(self, record: UsageRecord) -> UsageCommit {
+        self.held.finish(record)
     }
 
     /// Releases the reservation without a usage row: the request never reached Ollama.
     pub(crate) fn cancel(self) {
-        self.reservation.settle(0, UnixMillis::now());
+        self.held.cancel();
     }
 }
 
@@ -63,34 +62,39 @@ pub(crate) fn ensure_model_allowed(user: &User, model: &str) -> Result<(), ApiEr
     })
 }
 
-/// Admits a request against the user's limits (429 otherwise), reserving its completion
-/// budget: what it asked for, bounded by what the token limits leave.
-pub(crate) fn admit(
+/// Admits a request against the user's limits (429 otherwise, 503 when the engine cannot
+/// decide), reserving its completion budget: what it asked for, bounded by what the token
+/// limits leave.
+pub(crate) async fn admit(
     state: &AppState,
     user: &User,
     requested_completion_tokens: Option<u64>,
 ) -> Result<Admitted, ApiError> {
     let admitted_at = UnixMillis::now();
-    let reservation = state
-        .limiter
-        .admit(
-            &user.id,
-            &user.limits,
+    let admitted = state
+        .admission
+        .admit(AdmissionRequest {
+            user: user.id.clone(),
+            limits: user.limits,
             requested_completion_tokens,
-            admitted_at,
-        )
-        .map_err(|rejection| {
-            state.metrics.refused(rejection.limit);
-            ApiError::RateLimited(rejection)
+            now: admitted_at,
+        })
+        .await
+        .map_err(|error| match error {
+            AdmissionError::Refused(rejection) => {
+                state.metrics.refused(rejection.limit);
+                ApiError::RateLimited(rejection)
+            }
+            AdmissionError::Unavailable(cause) => ApiError::Storage(cause),
         })?;
     let mut response = HttpResponse::Ok();
-    for header in rate_limit_headers(reservation.status()) {
+    for header in rate_limit_headers(&admitted.status) {
         response.insert_header(header);
     }
     Ok(Admitted {
-        budget: reservation.completion_budget(),
+        budget: admitted.completion_budget,
         ticket: Ticket {
-            reservation,
+            held: admitted.ticket,
             admitted_at,
         },
         response,
@@ -98,13 +102,21 @@ pub(crate) fn admit(
 }
 
 /// The current `x-ratelimit-*` headers of a user, for responses that do not go through
-/// admission (model lists, usage reports): OpenAI sends them on every response.
-pub(crate) fn current_limit_headers(
+/// admission (model lists, usage reports): OpenAI sends them on every response. None when the
+/// admission engine cannot say (the headers inform; they do not gate the response).
+pub(crate) async fn current_limit_headers(
     state: &AppState,
     user: &User,
 ) -> Vec<(HeaderName, HeaderValue)> {
     let status = state
-        .limiter
-        .status(&user.id, &user.limits, UnixMillis::now());
-    rate_limit_headers(&status)
+        .admission
+        .status(&user.id, &user.limits, UnixMillis::now())
+        .await;
+    match status {
+        Ok(status) => rate_limit_headers(&status),
+        Err(error) => {
+            tracing::debug!(error = %crate::error::Chain(&error), "no rate-limit headers: the admission engine did not answer");
+            Vec::new()
+        }
+    }
 }

@@ -76,8 +76,7 @@ impl FromRequest for AuthedUser {
             return Either::Left(ready(usable(user).map(AuthedUser)));
         }
         Either::Right(Box::pin(async move {
-            let store = state.store.clone();
-            let found = web::block(move || store.find_user_by_key(&hash)).await??;
+            let found = state.store.find_user_by_key(&hash).await?;
             let user = Arc::new(found.ok_or_else(|| ApiError::Unauthorized {
                 message: BAD_KEY.into(),
             })?);

@@ -53,7 +53,7 @@ pub async fn chat_completions(
         ticket,
         budget,
         response,
-    } = admit(&state, &user, translated.max_tokens)?;
+    } = admit(&state, &user, translated.max_tokens).await?;
     let created = ticket.admitted_at().as_unix_seconds();
     let request_id = request_id(&req);
     let accounting = Accounting::open(

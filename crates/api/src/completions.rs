@@ -49,7 +49,7 @@ pub async fn completions(
         ticket,
         budget,
         response,
-    } = admit(&state, &user, translated.max_tokens)?;
+    } = admit(&state, &user, translated.max_tokens).await?;
     let created = ticket.admitted_at().as_unix_seconds();
     let request_id = request_id(&req);
     let accounting = Accounting::open(

@@ -39,7 +39,7 @@ pub async fn embeddings(
 
     let Admitted {
         ticket, response, ..
-    } = admit(&state, &user, Some(0))?;
+    } = admit(&state, &user, Some(0)).await?;
     let request_id = request_id(&req);
     let accounting = Accounting::open(
         &state,

@@ -99,12 +99,6 @@ impl From<InvalidRequest> for ApiError {
     }
 }
 
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(_: actix_web::error::BlockingError) -> Self {
-        ApiError::Internal("the blocking thread pool is gone".into())
-    }
-}
-
 impl ApiError {
     /// A 400 with a message and the field at fault.
     pub fn bad_request(message: impl Into<String>, param: impl Into<Option<String>>) -> Self {

@@ -3,8 +3,9 @@
 
 use actix_web::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use actix_web::{HttpResponse, get, web};
-use aiproxy_domain::UsageRecord;
+use aiproxy_domain::{StoreError, UsageCursor, UsageFilter, UsageRecord};
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -14,9 +15,10 @@ use crate::error_responses::{AdminKeyRefused, BadRequest};
 use crate::state::AppState;
 use crate::usage::{UsageParams, UsageRecordBody, filter_from};
 
-/// Rows buffered between the database thread and the socket: enough to keep both busy, small
-/// enough that a slow client holds little memory (the database thread waits for it).
-const ROWS_IN_FLIGHT: usize = 256;
+/// Records read from the store at a time: large enough that a batch's round trip is small
+/// beside encoding it, small enough that a slow client holds little memory (the next batch
+/// is read only when the socket has taken this one).
+const BATCH_RECORDS: u32 = 1000;
 
 /// Export options.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -78,27 +80,26 @@ pub async fn export_usage(
         .map(aiproxy_domain::UserId::parse)
         .transpose()?;
 
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Bytes>(ROWS_IN_FLIGHT);
-    if csv {
-        let _ = sender.try_send(Bytes::from_static(
+    let header = csv.then(|| {
+        Ok(Bytes::from_static(
             b"request_id,user_id,model,endpoint,prompt_tokens,completion_tokens,total_tokens,status,duration_ms,created_at\n",
-        ));
-    }
-    let store = state.store.clone();
-    // The reader runs on the blocking pool and stops as soon as the client goes away (the
-    // channel closes).
-    actix_web::rt::task::spawn_blocking(move || {
-        let result = store.for_each_usage(&filter, &mut |record| {
-            sender.blocking_send(encode(record, csv)).is_ok()
-        });
-        if let Err(err) = result {
-            tracing::error!(error = %Chain(&err), "usage export stopped early");
-        }
+        ))
     });
-    let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
-        let chunk = receiver.recv().await?;
-        Some((Ok::<_, std::convert::Infallible>(chunk), receiver))
-    });
+    let batches = Batches {
+        store: state.store.clone(),
+        filter,
+        after: None,
+        done: false,
+    };
+    // A failed read ends the stream with an error, which aborts the response: the client sees
+    // a cut transfer, not a short file that looks complete.
+    let body = futures_util::stream::iter(header).chain(futures_util::stream::unfold(
+        batches,
+        move |mut batches| async move {
+            let chunk = batches.next(csv).await?;
+            Some((chunk, batches))
+        },
+    ));
     let (content_type, name) = if csv {
         ("text/csv; charset=utf-8", "usage.csv")
     } else {
@@ -111,6 +112,46 @@ pub async fn export_usage(
             format!("attachment; filename=\"{name}\""),
         ))
         .streaming(body))
+}
+
+/// Where an export stands: the filter, and the cursor after the last record sent.
+struct Batches {
+    store: std::sync::Arc<dyn aiproxy_domain::Store>,
+    filter: UsageFilter,
+    after: Option<UsageCursor>,
+    done: bool,
+}
+
+impl Batches {
+    /// The next batch, encoded; `None` once every record was sent.
+    async fn next(&mut self, csv: bool) -> Option<Result<Bytes, StoreError>> {
+        if self.done {
+            return None;
+        }
+        let batch = match self
+            .store
+            .usage_batch(&self.filter, self.after.as_ref(), BATCH_RECORDS)
+            .await
+        {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(error = %Chain(&error), "usage export stopped early");
+                self.done = true;
+                return Some(Err(error));
+            }
+        };
+        self.done = batch.len() < BATCH_RECORDS as usize;
+        let last = batch.last()?;
+        self.after = Some(UsageCursor {
+            created_at: last.created_at,
+            request_id: last.request_id.clone(),
+        });
+        let mut out = Vec::with_capacity(batch.len() * 160);
+        for record in batch {
+            out.extend_from_slice(&encode(record, csv));
+        }
+        Some(Ok(Bytes::from(out)))
+    }
 }
 
 fn encode(record: UsageRecord, csv: bool) -> Bytes {

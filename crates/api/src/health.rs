@@ -59,8 +59,7 @@ pub async fn root() -> HttpResponse {
 )]
 #[get("/health")]
 pub async fn health(state: web::Data<AppState>, client: web::Data<OllamaClient>) -> HttpResponse {
-    let store = state.store.clone();
-    let database_ok = matches!(web::block(move || store.ping()).await, Ok(Ok(())));
+    let database_ok = state.store.ping().await.is_ok();
     let ollama_version =
         match actix_web::rt::time::timeout(Duration::from_secs(2), client.version()).await {
             Ok(Ok(v)) => Some(v.version),

@@ -6,7 +6,7 @@
 //! fetching images, streaming).
 //!
 //! This crate does not open databases or read configuration: the caller hands it an
-//! [`AppState`] (any [`aiproxy_domain::Store`], a [`aiproxy_ratelimit::RateLimiter`], settings)
+//! [`AppState`] (any [`aiproxy_domain::Store`], any [`aiproxy_domain::Admission`], settings)
 //! and, per worker, an [`aiproxy_ollama::OllamaClient`]. The `proxy-server` binary does that
 //! wiring; an embedder can do the same in their own actix app:
 //!
@@ -15,15 +15,13 @@
 //! use actix_web::{App, HttpServer, web};
 //! use aiproxy_api::{ApiSettings, AppState};
 //! use aiproxy_ollama::{OllamaClient, OllamaConfig};
-//! use aiproxy_ratelimit::{LimiterConfig, RateLimiter};
+//! use aiproxy_ratelimit::{LimiterConfig, LocalAdmission, RateLimiter};
 //! use utoipa_actix_web::AppExt as _;
 //!
 //! # async fn run(store: Arc<dyn aiproxy_domain::Store>) -> std::io::Result<()> {
-//! let state = web::Data::new(AppState::new(
-//!     store,
-//!     Arc::new(RateLimiter::new(LimiterConfig::default())),
-//!     ApiSettings::default(),
-//! ));
+//! let limiter = Arc::new(RateLimiter::new(LimiterConfig::default()));
+//! let admission = Arc::new(LocalAdmission::new(limiter, store.clone()));
+//! let state = web::Data::new(AppState::new(store, admission, ApiSettings::default()));
 //! HttpServer::new(move || {
 //!     let (app, _openapi) = App::new()
 //!         .into_utoipa_app()

@@ -36,7 +36,7 @@ pub async fn list_models(
         .map(|m| Model::from_ollama(m, now))
         .collect();
     let mut response = HttpResponse::Ok();
-    for header in current_limit_headers(&state, &user.0) {
+    for header in current_limit_headers(&state, &user.0).await {
         response.insert_header(header);
     }
     Ok(response.json(ModelList::new(data)))
@@ -70,7 +70,7 @@ pub async fn get_model(
     let tags = client.tags().await?;
     let found = find_model(&tags.models, &wanted).ok_or_else(not_found)?;
     let mut response = HttpResponse::Ok();
-    for header in current_limit_headers(&state, &user.0) {
+    for header in current_limit_headers(&state, &user.0).await {
         response.insert_header(header);
     }
     Ok(response.json(Model::from_ollama(

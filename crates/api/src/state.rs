@@ -1,10 +1,9 @@
-//! What every handler shares: the store, the limiter, the key cache and the settings.
+//! What every handler shares: the store, admission, the key cache and the settings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use aiproxy_domain::{ApiKeyHash, Store, User, UserId, unpoison};
-use aiproxy_ratelimit::RateLimiter;
+use aiproxy_domain::{Admission, ApiKeyHash, Store, User, UserId, unpoison};
 
 /// Settings of the HTTP layer.
 #[derive(Clone)]
@@ -46,8 +45,8 @@ impl Default for ApiSettings {
 pub struct AppState {
     /// Where users, keys and usage live.
     pub store: Arc<dyn Store>,
-    /// Who may make a request now.
-    pub limiter: Arc<RateLimiter>,
+    /// Who may make a request now; records each admitted request's usage row.
+    pub admission: Arc<dyn Admission>,
     /// Keys already looked up, so the common request costs no database round trip.
     pub keys: KeyCache,
     /// Settings.
@@ -71,11 +70,15 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over a store and a limiter.
-    pub fn new(store: Arc<dyn Store>, limiter: Arc<RateLimiter>, settings: ApiSettings) -> Self {
+    /// State over a store and an admission engine.
+    pub fn new(
+        store: Arc<dyn Store>,
+        admission: Arc<dyn Admission>,
+        settings: ApiSettings,
+    ) -> Self {
         Self {
             store,
-            limiter,
+            admission,
             keys: KeyCache::default(),
             settings,
             metrics: crate::metrics::Metrics::default(),

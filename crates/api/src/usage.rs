@@ -2,8 +2,8 @@
 
 use actix_web::{HttpResponse, get, web};
 use aiproxy_domain::{
-    UnixMillis, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord, UsageSummaryRow,
-    UsageTotals, UserId,
+    Period, UnixMillis, UsageFilter, UsageGrouping, UsagePage, UsageQuery, UsageRecord,
+    UsageSummaryRow, UsageTotals, UserId, civil_from_days,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -82,7 +82,8 @@ pub struct UsageRecordBody {
     pub user_id: String,
     /// The model.
     pub model: String,
-    /// `chat.completions`, `completions` or `embeddings`.
+    /// The route it came through: `/v1/chat/completions`, `/v1/completions`,
+    /// `/v1/embeddings`, ...
     pub endpoint: &'static str,
     /// Prompt tokens.
     pub prompt_tokens: u64,
@@ -160,7 +161,7 @@ impl From<UsageSummaryRow> for SummaryRowBody {
         Self {
             user_id: row.user_id.map(|u| u.to_string()),
             model: row.model,
-            day: row.day,
+            day: row.period_start.map(utc_day),
             requests: row.totals.requests,
             prompt_tokens: row.totals.prompt_tokens,
             completion_tokens: row.totals.completion_tokens,
@@ -200,7 +201,7 @@ pub async fn my_usage(
 ) -> Result<HttpResponse, ApiError> {
     let report = usage_report(&state, user.0.id.clone(), &params).await?;
     let mut response = HttpResponse::Ok();
-    for header in current_limit_headers(&state, &user.0) {
+    for header in current_limit_headers(&state, &user.0).await {
         response.insert_header(header);
     }
     Ok(response.json(report))
@@ -225,7 +226,7 @@ pub async fn my_usage_summary(
 ) -> Result<HttpResponse, ApiError> {
     let summary = usage_summary(&state, Some(user.0.id.clone()), &params, false).await?;
     let mut response = HttpResponse::Ok();
-    for header in current_limit_headers(&state, &user.0) {
+    for header in current_limit_headers(&state, &user.0).await {
         response.insert_header(header);
     }
     Ok(response.json(summary))
@@ -252,8 +253,7 @@ pub(crate) async fn usage_report(
         limit,
         offset,
     };
-    let store = state.store.clone();
-    let UsagePage { totals, records } = web::block(move || store.usage_page(&query)).await??;
+    let UsagePage { totals, records } = state.store.usage_page(&query).await?;
     let has_more = offset.saturating_add(records.len() as u64) < totals.requests;
     Ok(UsageReport {
         user_id: user_id.to_string(),
@@ -287,10 +287,10 @@ pub(crate) async fn usage_summary(
     let grouping = UsageGrouping {
         by_user,
         by_model: true,
-        by_day,
+        period: by_day.then_some(Period::Day),
+        ..UsageGrouping::default()
     };
-    let store = state.store.clone();
-    let rows = web::block(move || store.usage_summary(&filter, grouping)).await??;
+    let rows = state.store.usage_summary(&filter, grouping).await?;
     let mut totals = UsageTotals::default();
     for row in &rows {
         totals.requests += row.totals.requests;
@@ -325,10 +325,10 @@ pub(crate) fn filter_from(params: &UsageParams) -> Result<UsageFilter, ApiError>
         ));
     }
     Ok(UsageFilter {
-        user_id: None,
         start,
         end,
         model: params.model.clone().filter(|m| !m.is_empty()),
+        ..UsageFilter::default()
     })
 }
 
@@ -349,6 +349,12 @@ pub(crate) fn parse_time(text: &str, param: &str) -> Result<UnixMillis, ApiError
                 Some(param.into()),
             )
         })
+}
+
+/// The UTC day of `at`, as `2026-11-01`.
+fn utc_day(at: UnixMillis) -> String {
+    let (year, month, day) = civil_from_days(at.0.div_euclid(86_400_000));
+    format!("{year:04}-{month:02}-{day:02}")
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds.

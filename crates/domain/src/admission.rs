@@ -170,8 +170,12 @@ pub trait Admission: Send + Sync {
     /// over its limits cannot make the proxy read and hold large bodies. Local and cheap: no
     /// I/O. It may let through a request that [`Admission::admit`] then refuses (the
     /// decision is `admit`'s), but never refuses one `admit` would surely admit now.
-    fn precheck(&self, user: &UserId, limits: &RateLimits, now: UnixMillis)
-    -> Result<(), Rejection>;
+    fn precheck(
+        &self,
+        user: &UserId,
+        limits: &RateLimits,
+        now: UnixMillis,
+    ) -> Result<(), Rejection>;
 
     /// Drops whatever the engine holds in memory about `user` (a deleted user).
     fn forget(&self, user: &UserId);

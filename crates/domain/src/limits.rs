@@ -101,7 +101,10 @@ impl RateLimits {
                 ));
             }
         }
-        if self.max_keep_alive_secs.is_some_and(|v| v > MAX_LIMIT_VALUE) {
+        if self
+            .max_keep_alive_secs
+            .is_some_and(|v| v > MAX_LIMIT_VALUE)
+        {
             return Err(ValidationError::new(
                 "max_keep_alive_secs",
                 format!("must be between 0 and {MAX_LIMIT_VALUE}, or null for the server's cap"),
@@ -273,7 +276,10 @@ mod tests {
             ..LimitsPatch::default()
         };
         assert_eq!(
-            patch.apply(RateLimits::default()).unwrap().max_keep_alive_secs,
+            patch
+                .apply(RateLimits::default())
+                .unwrap()
+                .max_keep_alive_secs,
             Some(0)
         );
         let patch = LimitsPatch {

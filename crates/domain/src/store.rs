@@ -109,8 +109,7 @@ pub trait UserStore: Send + Sync {
     /// One user. `NotFound` when unknown.
     fn get_user<'a>(&'a self, id: &'a UserId) -> StoreFuture<'a, User>;
     /// Users matching the query, with their lifetime totals, and how many match in all.
-    fn list_users<'a>(&'a self, query: &'a UserQuery)
-    -> StoreFuture<'a, (Vec<UserSummary>, u64)>;
+    fn list_users<'a>(&'a self, query: &'a UserQuery) -> StoreFuture<'a, (Vec<UserSummary>, u64)>;
     /// Changes a user's settings. `NotFound` when unknown.
     fn update_user<'a>(&'a self, id: &'a UserId, patch: &'a UserPatch) -> StoreFuture<'a, User>;
     /// Deletes a user with its key, limits and the usage records stored so far, in one

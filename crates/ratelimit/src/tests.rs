@@ -754,7 +754,11 @@ mod local {
         block_on(admitted.ticket.finish(record(90))).unwrap();
         assert_eq!(store.0.lock().unwrap().len(), 1);
         let next = block_on(admission.admit(request(None))).unwrap();
-        assert_eq!(next.completion_budget, Some(10), "90 of 100 tokens were used");
+        assert_eq!(
+            next.completion_budget,
+            Some(10),
+            "90 of 100 tokens were used"
+        );
         next.ticket.cancel();
         let status = block_on(admission.status(&user("alice"), &RateLimits::unlimited(), at(1)));
         assert_eq!(status.unwrap().requests, None);

@@ -94,7 +94,8 @@ async fn limits_update_partially_and_refuse_nonsense() {
     assert_eq!(
         defaults.json,
         json!({"requests_per_minute": 60, "requests_per_day": 1000, "tokens_per_minute": 100000,
-               "tokens_per_day": 1000000, "total_token_limit": null, "max_concurrent_requests": null})
+               "tokens_per_day": 1000000, "total_token_limit": null, "max_concurrent_requests": null,
+               "max_num_ctx": null, "max_keep_alive_secs": null})
     );
     let put = app
         .put(

@@ -206,7 +206,7 @@ async fn metrics_count_requests_tokens_refusals_and_need_the_admin_key() {
     for needle in [
         "aiproxy_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 2",
         "aiproxy_http_requests_total{route=\"/v1/chat/completions\",status=\"429\"} 1",
-        "aiproxy_model_requests_total{model=\"llama3.2\",endpoint=\"chat.completions\",status=\"ok\"} 2",
+        "aiproxy_model_requests_total{model=\"llama3.2\",endpoint=\"/v1/chat/completions\",status=\"ok\"} 2",
         "aiproxy_rate_limit_refusals_total{limit=\"requests_per_minute\"} 1",
         "aiproxy_time_to_first_token_seconds_count 1",
         "aiproxy_upstream_response_seconds_count 2",

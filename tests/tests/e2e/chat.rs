@@ -45,7 +45,7 @@ async fn a_chat_request_travels_the_whole_way_and_is_accounted() {
     assert_eq!(record["prompt_tokens"].as_u64(), Some(prompt));
     assert_eq!(record["completion_tokens"].as_u64(), Some(completion));
     assert_eq!(record["status"], "ok");
-    assert_eq!(record["endpoint"], "chat.completions");
+    assert_eq!(record["endpoint"], "/v1/chat/completions");
 }
 
 #[actix_web::test]

@@ -62,7 +62,7 @@ async fn embeddings_in_float_and_base64_are_accounted() {
 
     let usage = app.usage_of("emb").await;
     assert_eq!(usage["totals"]["requests"], 2);
-    assert_eq!(usage["records"][1]["endpoint"], "embeddings");
+    assert_eq!(usage["records"][1]["endpoint"], "/v1/embeddings");
     assert_eq!(usage["records"][1]["prompt_tokens"].as_u64(), Some(prompt));
 }
 
@@ -105,7 +105,7 @@ async fn legacy_completions_work_streaming_and_not() {
     assert!(usage_chunk["usage"]["total_tokens"].as_u64().unwrap() > 0);
     let usage = app.usage_of("cmp").await;
     assert_eq!(usage["totals"]["requests"], 2);
-    assert_eq!(usage["records"][0]["endpoint"], "completions");
+    assert_eq!(usage["records"][0]["endpoint"], "/v1/completions");
 }
 
 #[actix_web::test]
@@ -128,7 +128,7 @@ async fn a_streamed_completion_that_fails_midway_ends_with_an_error_event_and_an
     assert!(!streamed.text.contains("[DONE]"));
     let usage = app.usage_of("cmperr").await;
     assert_eq!(usage["records"][0]["status"], "error");
-    assert_eq!(usage["records"][0]["endpoint"], "completions");
+    assert_eq!(usage["records"][0]["endpoint"], "/v1/completions");
     assert_eq!(usage["records"][0]["completion_tokens"], 2);
 }
 

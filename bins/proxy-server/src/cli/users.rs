@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aiproxy_domain::{
-    ApiKey, LimitsPatch, NewUser, Page, RateLimits, StoreError, UnixMillis, User, UserId, UserStore,
+    ApiKey, LimitsPatch, NewUser, RateLimits, StoreError, UnixMillis, User, UserId, UserQuery,
 };
-use aiproxy_storage::{SqliteStore, StoreOptions};
+use aiproxy_storage::{Blocking, SqliteStore, StoreOptions};
 use clap::{Args, Subcommand};
 
 use super::EXIT_USAGE;
-use crate::Settings;
+use crate::{Settings, error_chain};
 
 /// `users` and the database it works on.
 #[derive(Debug, Args)]
@@ -146,7 +146,7 @@ enum CliError {
 
 impl From<StoreError> for CliError {
     fn from(err: StoreError) -> Self {
-        CliError::Failed(err.to_string())
+        CliError::Failed(error_chain(&err))
     }
 }
 
@@ -156,24 +156,25 @@ fn execute(command: UsersCommand, database: &std::path::Path) -> Result<String, 
         share_usage_journal: true,
         ..StoreOptions::default()
     };
-    let store =
-        SqliteStore::open(database, options).map_err(|e| CliError::Failed(e.to_string()))?;
+    let opened =
+        SqliteStore::open(database, options).map_err(|e| CliError::Failed(error_chain(&e)))?;
+    let store = opened.blocking();
     let result = match command {
-        UsersCommand::Create(args) => create(&store, args),
-        UsersCommand::List => list(&store),
+        UsersCommand::Create(args) => create(store, args),
+        UsersCommand::List => list(store),
         UsersCommand::Show(NameArg { name }) => Ok(describe(&store.get_user(&name)?)),
-        UsersCommand::RotateKey(NameArg { name }) => rotate(&store, &name),
+        UsersCommand::RotateKey(NameArg { name }) => rotate(store, &name),
         UsersCommand::Delete(NameArg { name }) => {
             store.delete_user(&name)?;
             Ok(format!("deleted {name}"))
         }
-        UsersCommand::SetLimits(args) => set_limits(&store, args),
+        UsersCommand::SetLimits(args) => set_limits(store, args),
     };
-    store.close();
+    opened.close();
     result
 }
 
-fn create(store: &SqliteStore, args: CreateArgs) -> Result<String, CliError> {
+fn create(store: Blocking<'_>, args: CreateArgs) -> Result<String, CliError> {
     let key = match &args.api_key {
         Some(imported) => {
             ApiKey::parse_imported(imported).map_err(|e| CliError::Usage(e.to_string()))?
@@ -205,11 +206,11 @@ fn create(store: &SqliteStore, args: CreateArgs) -> Result<String, CliError> {
     ))
 }
 
-fn list(store: &SqliteStore) -> Result<String, CliError> {
+fn list(store: Blocking<'_>) -> Result<String, CliError> {
     let mut lines = Vec::new();
     let mut offset = 0;
     loop {
-        let (page, total) = store.list_users(Page { limit: 500, offset })?;
+        let (page, total) = store.list_users(&UserQuery::page(500, offset))?;
         for summary in &page {
             lines.push(format!(
                 "{}\t{}\t{} requests\t{} tokens{}",
@@ -235,7 +236,7 @@ fn list(store: &SqliteStore) -> Result<String, CliError> {
     Ok(lines.join("\n"))
 }
 
-fn rotate(store: &SqliteStore, id: &UserId) -> Result<String, CliError> {
+fn rotate(store: Blocking<'_>, id: &UserId) -> Result<String, CliError> {
     let current = store.get_user(id)?;
     let key = ApiKey::generate();
     let user = store.replace_key(id, key.hash(), &key.prefix(), current.key_expires_at)?;
@@ -246,7 +247,7 @@ fn rotate(store: &SqliteStore, id: &UserId) -> Result<String, CliError> {
     ))
 }
 
-fn set_limits(store: &SqliteStore, args: SetLimitsArgs) -> Result<String, CliError> {
+fn set_limits(store: Blocking<'_>, args: SetLimitsArgs) -> Result<String, CliError> {
     #[allow(
         clippy::needless_update,
         reason = "limits this command does not offer stay as they are when the domain adds some"
