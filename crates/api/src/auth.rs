@@ -76,11 +76,14 @@ impl FromRequest for AuthedUser {
             return Either::Left(ready(usable(user).map(AuthedUser)));
         }
         Either::Right(Box::pin(async move {
+            // Noted before the read: an admin change that lands meanwhile keeps what this
+            // read saw out of the cache (see `KeyCache`).
+            let epoch = state.keys.epoch();
             let found = state.store.find_user_by_key(&hash).await?;
             let user = Arc::new(found.ok_or_else(|| ApiError::Unauthorized {
                 message: BAD_KEY.into(),
             })?);
-            state.keys.insert(hash, user.clone());
+            state.keys.insert(hash, user.clone(), epoch);
             usable(user).map(AuthedUser)
         }))
     }

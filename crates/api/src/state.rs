@@ -1,6 +1,7 @@
 //! What every handler shares: the store, admission, the key cache and the settings.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aiproxy_domain::{Admission, ApiKeyHash, Store, User, UserId, unpoison};
@@ -93,11 +94,20 @@ impl AppState {
     }
 }
 
-/// Users by key hash. Every admin change to a user drops that user's entries at once, so a
-/// deleted, disabled or rotated key stops working on the very next request.
+/// Users by key hash, so the common request costs no database round trip.
+///
+/// Revocation is linearizable: once an admin change has been committed and its
+/// [`KeyCache::invalidate`] (or [`KeyCache::clear`]) has returned, no request that starts
+/// later is let in with what the change revoked. A miss reads the store and may then race
+/// with an invalidation; so every invalidation moves an epoch, a miss notes the epoch before
+/// it reads ([`KeyCache::epoch`]) and inserts only if the epoch has not moved since, checked
+/// under the write lock ([`KeyCache::insert`]). An entry read before the change therefore
+/// either lands before the invalidation (which then removes it) or not at all.
 #[derive(Debug, Default)]
 pub struct KeyCache {
     users: RwLock<HashMap<ApiKeyHash, Arc<User>>>,
+    /// Moved, under the write lock, by every invalidation.
+    epoch: AtomicU64,
 }
 
 impl KeyCache {
@@ -105,18 +115,36 @@ impl KeyCache {
         unpoison(self.users.read()).get(hash).cloned()
     }
 
-    pub(crate) fn insert(&self, hash: ApiKeyHash, user: Arc<User>) {
-        unpoison(self.users.write()).insert(hash, user);
+    /// The epoch to hand to [`KeyCache::insert`]; read it before asking the store. Read under
+    /// the lock, so it is never older than an invalidation that has returned.
+    pub fn epoch(&self) -> u64 {
+        let _users = unpoison(self.users.read());
+        self.epoch.load(Ordering::Relaxed)
     }
 
-    /// Drops every cached entry of `user`.
+    /// Caches `user` under `hash` unless an invalidation ran since `epoch` was read (what
+    /// the store said may then be stale); returns whether it did.
+    pub fn insert(&self, hash: ApiKeyHash, user: Arc<User>, epoch: u64) -> bool {
+        let mut users = unpoison(self.users.write());
+        if self.epoch.load(Ordering::Relaxed) != epoch {
+            return false;
+        }
+        users.insert(hash, user);
+        true
+    }
+
+    /// Drops every cached entry of `user`, and any entry a lookup now in flight would add.
     pub fn invalidate(&self, user: &UserId) {
-        unpoison(self.users.write()).retain(|_, cached| &cached.id != user);
+        let mut users = unpoison(self.users.write());
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        users.retain(|_, cached| &cached.id != user);
     }
 
-    /// Drops everything.
+    /// Drops everything, and any entry a lookup now in flight would add.
     pub fn clear(&self) {
-        unpoison(self.users.write()).clear();
+        let mut users = unpoison(self.users.write());
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        users.clear();
     }
 }
 
@@ -141,7 +169,7 @@ mod tests {
             allowed_models: None,
             created_at: UnixMillis(0),
         });
-        cache.insert(key, user.clone());
+        assert!(cache.insert(key, user.clone(), cache.epoch()));
         let holder = cache.clone();
         let panicked = std::thread::spawn(move || {
             let _guard = holder.users.write();
@@ -152,5 +180,36 @@ mod tests {
         assert!(cache.get(&key).is_some(), "still served from the cache");
         cache.invalidate(&user.id);
         assert!(cache.get(&key).is_none(), "and still invalidated");
+    }
+
+    #[test]
+    fn a_lookup_that_read_before_an_invalidation_inserts_nothing() {
+        let cache = KeyCache::default();
+        let hash = ApiKey::generate().hash();
+        let alice = || {
+            Arc::new(User {
+                id: UserId::parse("alice").unwrap(),
+                display_name: None,
+                note: None,
+                key_prefix: String::new(),
+                limits: RateLimits::default(),
+                disabled: false,
+                key_expires_at: None,
+                allowed_models: None,
+                created_at: UnixMillis(0),
+            })
+        };
+        let epoch = cache.epoch();
+        // ...the store is read here, then the admin's change commits and invalidates...
+        cache.invalidate(&UserId::parse("alice").unwrap());
+        assert!(!cache.insert(hash, alice(), epoch));
+        assert!(cache.get(&hash).is_none());
+        // A lookup that starts afterwards caches what it read.
+        let epoch = cache.epoch();
+        assert!(cache.insert(hash, alice(), epoch));
+        assert!(cache.get(&hash).is_some());
+        cache.clear();
+        assert!(cache.get(&hash).is_none());
+        assert!(!cache.insert(hash, alice(), epoch));
     }
 }

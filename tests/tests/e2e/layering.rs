@@ -126,11 +126,14 @@ fn dependencies_point_one_way() {
     assert_eq!(
         normal_deps(&edges, "aiproxy-e2e"),
         set(&[
+            "aiproxy-api",
             "aiproxy-domain",
             "aiproxy-ollama-sim",
+            "aiproxy-ratelimit",
             "aiproxy-storage",
             "proxy-server"
-        ])
+        ]),
+        "the revocation tests build the api over a store wrapper and the in-process admission"
     );
 }
 

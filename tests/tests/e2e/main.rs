@@ -13,6 +13,7 @@ mod chat;
 mod faults;
 mod layering;
 mod ratelimit;
+mod revocation;
 mod streaming;
 mod surface;
 mod usage;
