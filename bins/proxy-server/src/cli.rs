@@ -46,8 +46,9 @@ pub enum Command {
     Serve,
     /// Manage users and their keys and limits on the server's database, without the server.
     ///
-    /// Safe beside a running server on the same database. That server's key cache learns of
-    /// changes made here only after its restart; prefer the HTTP API while it runs.
+    /// Safe beside a running server on the same database: it sees changes made here within
+    /// a second (it polls the database's change marker and drops its cached keys and limits
+    /// when it moves).
     Users(users::UsersArgs),
 }
 

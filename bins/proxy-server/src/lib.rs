@@ -1,6 +1,7 @@
 //! The aiproxy server: reads configuration, opens the SQLite store, rebuilds the rate
-//! limiter's windows, wires the crates into an actix-web server with Swagger UI, purges old
-//! usage records when told to, and shuts down gracefully.
+//! limiter's windows, wires the crates into an actix-web server with Swagger UI, follows
+//! changes other processes make to the database, purges old usage records when told to, and
+//! shuts down gracefully.
 //!
 //! No request handling lives here (that is `aiproxy-api`); this crate only assembles. Tests
 //! and embedders start the same server through [`Application::build`].
@@ -53,6 +54,7 @@ pub struct Application {
     address: SocketAddr,
     store: SqliteStore,
     retention: Option<RetentionTask>,
+    changes: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -64,8 +66,9 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Opens the store, rebuilds the limiter, binds the listener and, when
-    /// `usage_retention_days` is above 0, starts the task that purges old usage records. Call from inside an actix (or tokio
+    /// Opens the store, rebuilds the limiter, binds the listener, starts following changes
+    /// made to the database by other processes and, when `usage_retention_days` is above 0,
+    /// the task that purges old usage records. Call from inside an actix (or tokio
     /// `LocalSet`) runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
         let store = SqliteStore::open(&settings.database_path, StoreOptions::default())?;
@@ -100,6 +103,7 @@ impl Application {
             )
             .with_extra_metrics(writer_metrics(store.clone())),
         );
+        let changes = actix_web::rt::spawn(follow_changes(shared_store, state.clone()));
         let ollama_config = settings.ollama_config();
         let server = HttpServer::new(move || {
             // awc clients are not Send: each worker builds its own (and its own pool).
@@ -140,6 +144,7 @@ impl Application {
             address: bound,
             store,
             retention,
+            changes,
         })
     }
 
@@ -158,6 +163,7 @@ impl Application {
     /// finish), then commits every queued usage row.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
+        self.changes.abort();
         if let Some(retention) = self.retention {
             retention.stop().await;
         }
@@ -168,6 +174,39 @@ impl Application {
             tracing::error!("usage rows still queued at shutdown could not be committed");
         }
         result
+    }
+}
+
+/// How often the server asks the database whether users, keys or limits changed.
+pub const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Clears the key cache whenever the store's change marker moves, so a change made by
+/// another process (the admin command line, a restore, a hand-written SQL statement) takes
+/// effect here within [`CHANGE_POLL_INTERVAL`] plus one read. Changes made through this
+/// server's own admin routes take effect at once anyway; they move the marker too, which
+/// costs one extra cache miss per active key.
+async fn follow_changes(store: Arc<dyn Store>, state: web::Data<AppState>) {
+    let mut seen: Option<u64> = None;
+    let mut ticks = actix_web::rt::time::interval(CHANGE_POLL_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.change_marker().await {
+            Ok(marker) => {
+                if seen.is_some_and(|seen| seen != marker) {
+                    state.keys.clear();
+                    tracing::debug!(marker, "users, keys or limits changed; key cache cleared");
+                }
+                seen = Some(marker);
+            }
+            // Unknown is treated as changed: a stale key must not outlive a database hiccup.
+            Err(error) => {
+                if seen.take().is_some() {
+                    tracing::warn!(error = %error, "cannot read the database's change marker");
+                }
+                state.keys.clear();
+            }
+        }
     }
 }
 
