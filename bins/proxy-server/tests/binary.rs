@@ -278,3 +278,76 @@ fn the_server_starts_serves_and_stops_cleanly_on_sigterm() {
         "SIGTERM should end the server with status 0, got {exit:?}"
     );
 }
+
+/// Starts the server on `db`, which must fail, and returns what it told the operator.
+fn start_fails(db: &std::path::Path, configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = proxy(db);
+    configure(&mut command);
+    let output = command.output().unwrap();
+    assert!(!output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Issue 17.10: a database that cannot be opened is named with the reason, not only
+/// "cannot open the database <path>".
+#[test]
+fn a_database_that_cannot_be_opened_is_reported_with_its_cause() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let opened = |db: &std::path::Path, cause: &str, message: &str| {
+        let expected = format!("cannot open the database {}: {cause}", db.display());
+        assert!(message.contains(&expected), "{message}");
+    };
+
+    let folder = dir.path().join("a-folder");
+    std::fs::create_dir(&folder).unwrap();
+    opened(
+        &folder,
+        "the path is a directory",
+        &start_fails(&folder, |_| {}),
+    );
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![b'x'; 8192]).unwrap();
+    opened(
+        &garbage,
+        "the file is not a SQLite database",
+        &start_fails(&garbage, |_| {}),
+    );
+
+    // Another process (a sqlite3 shell, say) keeps a write transaction open on a database in
+    // SQLite's default mode, so the server cannot switch it to write-ahead logging.
+    let locked = dir.path().join("locked.db");
+    let holder = rusqlite::Connection::open(&locked).unwrap();
+    holder
+        .execute_batch("CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+        .unwrap();
+    opened(
+        &locked,
+        "the database is locked by another process",
+        &start_fails(&locked, |_| {}),
+    );
+    holder.execute_batch("ROLLBACK").unwrap();
+
+    // A file this user may not open: root may open anything, so then run the server as
+    // `nobody`.
+    let private = dir.path().join("private.db");
+    std::fs::write(&private, b"").unwrap();
+    let as_root = std::fs::metadata(&private).unwrap().uid() == 0;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mode = if as_root { 0o600 } else { 0o000 };
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(mode)).unwrap();
+    let message = start_fails(&private, |command| {
+        if as_root {
+            std::os::unix::process::CommandExt::uid(command, 65_534);
+            std::os::unix::process::CommandExt::gid(command, 65_534);
+        }
+    });
+    opened(
+        &private,
+        &format!("permission denied on {}", private.display()),
+        &message,
+    );
+    assert!(message.contains("(os error 13)"), "{message}");
+}
