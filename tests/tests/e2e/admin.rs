@@ -286,3 +286,16 @@ async fn the_database_file_never_holds_a_whole_key() {
         );
     }
 }
+
+#[actix_web::test]
+async fn ids_a_url_path_or_a_command_line_would_misread_are_refused() {
+    let app = TestApp::spawn().await;
+    for id in [".", "..", "-", "-rf", "_x", "@x"] {
+        let refused = app
+            .post("/admin/users", Some(ADMIN_KEY), &json!({"user_id": id}))
+            .await;
+        let error = refused.expect_error(400);
+        assert_eq!(error["param"], "user_id", "{id}");
+    }
+    app.create_user("0.x-y_z@w").await;
+}
