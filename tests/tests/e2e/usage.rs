@@ -143,3 +143,59 @@ async fn usage_exports_as_csv_and_json_lines() {
         .await
         .expect_error(400);
 }
+
+/// An export longer than one of its batches (1000 records) hands every record once, oldest
+/// first, across the batch boundaries, records of the same millisecond included.
+#[actix_web::test]
+async fn an_export_spans_many_batches_and_hands_every_record_once() {
+    use aiproxy_domain::{Endpoint, UnixMillis, UsageRecord, UsageStatus, UsageStore, UserId};
+
+    let mut app = TestApp::spawn().await;
+    app.create_user("bulk").await;
+    // Seeded straight into the database while the server is stopped (it owns the journal).
+    app.stop_server().await;
+    let store =
+        aiproxy_storage::SqliteStore::open(&app.db_path, aiproxy_storage::StoreOptions::default())
+            .unwrap();
+    let records = 2_345;
+    for i in 0..records {
+        store
+            .record_usage(UsageRecord {
+                request_id: format!("bulk-{i:05}"),
+                user_id: UserId::parse("bulk").unwrap(),
+                model: "llama3.2".into(),
+                endpoint: Endpoint::ChatCompletions,
+                backend: None,
+                client_request_id: None,
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                status: UsageStatus::Ok,
+                duration_ms: 1,
+                // Seven records share each millisecond.
+                created_at: UnixMillis(1_700_000_000_000 + i / 7),
+            })
+            .await
+            .unwrap();
+    }
+    store.close();
+    drop(store);
+    let app = app.restart().await;
+
+    let export = app
+        .get(
+            "/admin/usage/export?format=jsonl&user_id=bulk",
+            Some(ADMIN_KEY),
+        )
+        .await;
+    assert_eq!(export.status, 200);
+    let ids: Vec<String> = export
+        .text
+        .lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            row["request_id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..records).map(|i| format!("bulk-{i:05}")).collect();
+    assert_eq!(ids, expected);
+}
