@@ -172,6 +172,9 @@ class Stack:
             # One connection needs one worker; idle ones would add timer ticks that depend on
             # wall time, not on requests.
             "WORKERS": "1",
+            # Following changes other processes make to the database is a timer too (a
+            # database read every 250 ms), paid by the clock rather than by requests.
+            "CHANGE_POLL_MILLIS": "0",
         })
         self.sim: subprocess.Popen | None = None
         self.proxy: subprocess.Popen | None = None

@@ -54,7 +54,7 @@ pub struct Application {
     address: SocketAddr,
     store: SqliteStore,
     retention: Option<RetentionTask>,
-    changes: JoinHandle<()>,
+    changes: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -67,8 +67,8 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Opens the store, rebuilds the limiter, binds the listener, starts following changes
-    /// made to the database by other processes and, when `usage_retention_days` is above 0,
-    /// the task that purges old usage records. Call from inside an actix (or tokio
+    /// made to the database by other processes (unless `change_poll_millis` is 0) and, when
+    /// `usage_retention_days` is above 0, the task that purges old usage records. Call from inside an actix (or tokio
     /// `LocalSet`) runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
         let store = SqliteStore::open(&settings.database_path, StoreOptions::default())?;
@@ -103,7 +103,14 @@ impl Application {
             )
             .with_extra_metrics(writer_metrics(store.clone())),
         );
-        let changes = actix_web::rt::spawn(follow_changes(shared_store, state.clone()));
+        let changes = match settings.change_poll_millis {
+            0 => None,
+            millis => Some(actix_web::rt::spawn(follow_changes(
+                shared_store,
+                state.clone(),
+                Duration::from_millis(millis),
+            ))),
+        };
         let ollama_config = settings.ollama_config();
         let server = HttpServer::new(move || {
             // awc clients are not Send: each worker builds its own (and its own pool).
@@ -163,7 +170,9 @@ impl Application {
     /// finish), then commits every queued usage row.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let result = self.server.await;
-        self.changes.abort();
+        if let Some(changes) = self.changes {
+            changes.abort();
+        }
         if let Some(retention) = self.retention {
             retention.stop().await;
         }
@@ -177,17 +186,14 @@ impl Application {
     }
 }
 
-/// How often the server asks the database whether users, keys or limits changed.
-pub const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(250);
-
 /// Clears the key cache whenever the store's change marker moves, so a change made by
 /// another process (the admin command line, a restore, a hand-written SQL statement) takes
-/// effect here within [`CHANGE_POLL_INTERVAL`] plus one read. Changes made through this
-/// server's own admin routes take effect at once anyway; they move the marker too, which
-/// costs one extra cache miss per active key.
-async fn follow_changes(store: Arc<dyn Store>, state: web::Data<AppState>) {
+/// effect here within `every` plus one read (`Settings::change_poll_millis`). Changes made
+/// through this server's own admin routes take effect at once anyway; they move the marker
+/// too, which costs one extra cache miss per active key.
+async fn follow_changes(store: Arc<dyn Store>, state: web::Data<AppState>, every: Duration) {
     let mut seen: Option<u64> = None;
-    let mut ticks = actix_web::rt::time::interval(CHANGE_POLL_INTERVAL);
+    let mut ticks = actix_web::rt::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

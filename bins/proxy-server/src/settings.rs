@@ -54,6 +54,11 @@ pub struct Settings {
     /// least the last day plus a minute is always kept, which the rate limiter replays on
     /// restart.
     pub usage_retention_days: u64,
+    /// How often, in milliseconds, the server asks the database whether another process
+    /// changed users, keys or limits (`CHANGE_POLL_MILLIS`, default 250); such a change then
+    /// applies within this long plus one read. 0 stops following them: only this server's
+    /// admin routes then change what it caches.
+    pub change_poll_millis: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -91,6 +96,7 @@ impl Default for Settings {
             log_format: "text".into(),
             metrics_public: false,
             usage_retention_days: 0,
+            change_poll_millis: 250,
         }
     }
 }
@@ -163,6 +169,7 @@ impl Settings {
             .set_default("log_format", defaults.log_format)?
             .set_default("metrics_public", defaults.metrics_public)?
             .set_default("usage_retention_days", defaults.usage_retention_days)?
+            .set_default("change_poll_millis", defaults.change_poll_millis)?
             .add_source(config::Environment::default())
             .build()?;
         let settings: Settings = built.try_deserialize()?;
