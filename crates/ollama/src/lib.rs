@@ -8,6 +8,12 @@
 //! stream. Streams are decoded line by line as they arrive by [`NdjsonStream`], whose line
 //! splitter [`NdjsonDecoder`] is usable on its own.
 //!
+//! For a proxy that passes native requests through, [`NativeRequest`] types only the fields
+//! the proxy reads or rewrites (`model`, `stream`, `options`, `keep_alive`) and keeps every
+//! other field as the client's bytes; [`LineSummary`] reads the end and the usage of an answer
+//! from a line without re-encoding it; [`KeepAlive`] reads `keep_alive` as Ollama does. Images
+//! in `images` are checked by [`image_from_base64`].
+//!
 //! awc is `!Send`, and so is [`OllamaClient`]: build one per actix worker.
 //!
 //! ```no_run
@@ -54,7 +60,9 @@ pub use ndjson::{
     ChatStream, DEFAULT_MAX_LINE_BYTES, GenerateStream, NdjsonDecoder, NdjsonStream, StreamItem,
 };
 pub use types::{
-    ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, GenerateRequest, GenerateResponse,
-    Message, ModelDetails, ModelInfo, PsResponse, RunningModel, ShowResponse, TagsResponse,
-    ToolCall, ToolCallFunction, VersionResponse,
+    BYTES_PER_TOKEN_ESTIMATE, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse,
+    GenerateRequest, GenerateResponse, ImageError, KeepAlive, LineSummary, Message, ModelDetails,
+    ModelInfo, NativeEndpoint, NativeRequest, NativeRequestError, PsResponse, RunningModel,
+    ShowResponse, TagsResponse, Text, ToolCall, ToolCallFunction, VersionResponse, estimate_tokens,
+    image_from_base64, image_kind,
 };

@@ -8,8 +8,16 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+mod image;
+mod native;
 #[cfg(test)]
 mod tests;
+
+pub use image::{ImageError, image_from_base64, image_kind};
+pub use native::{
+    BYTES_PER_TOKEN_ESTIMATE, KeepAlive, LineSummary, NativeEndpoint, NativeRequest,
+    NativeRequestError, Text, estimate_tokens,
+};
 
 /// Reads `null` as the type's default, so a server that writes `"content": null` or
 /// `"models": null` is treated like one that omitted the field.
@@ -50,6 +58,54 @@ pub struct ChatRequest {
     /// `true`/`false`, or `"low"`/`"medium"`/`"high"` for models that take a level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think: Option<Value>,
+}
+
+impl ChatRequest {
+    /// Sets `options.num_predict` (the completion budget), creating `options` if needed.
+    pub fn set_num_predict(&mut self, tokens: u64) {
+        set_num_predict(&mut self.options, tokens);
+    }
+
+    /// An estimate of the prompt's tokens before Ollama counts them: [`estimate_tokens`] of
+    /// the text of every message (content, reasoning, tool calls) and of the tool
+    /// definitions, images left out.
+    pub fn estimated_prompt_tokens(&self) -> u64 {
+        let mut bytes = JsonBytes(0);
+        for message in &self.messages {
+            bytes.0 +=
+                (message.content.len() + message.thinking.as_ref().map_or(0, String::len)) as u64;
+            for call in message.tool_calls.iter().flatten() {
+                bytes.0 += call.function.name.len() as u64;
+                // Counting into a sink cannot fail.
+                let _ = serde_json::to_writer(&mut bytes, &call.function.arguments);
+            }
+        }
+        if let Some(tools) = &self.tools {
+            let _ = serde_json::to_writer(&mut bytes, tools);
+        }
+        estimate_tokens(bytes.0)
+    }
+}
+
+/// Sets `num_predict` in a request's `options`, creating them when there were none.
+fn set_num_predict(options: &mut Option<Map<String, Value>>, tokens: u64) {
+    options
+        .get_or_insert_with(Map::new)
+        .insert("num_predict".into(), Value::from(tokens));
+}
+
+/// A writer that only counts the bytes written to it.
+struct JsonBytes(u64);
+
+impl std::io::Write for JsonBytes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// One chat message, in a request's history or in a response.
@@ -180,6 +236,13 @@ pub struct GenerateRequest {
     /// Thinking switch or level, as for chat.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub think: Option<Value>,
+}
+
+impl GenerateRequest {
+    /// Sets `options.num_predict` (the completion budget), creating `options` if needed.
+    pub fn set_num_predict(&mut self, tokens: u64) {
+        set_num_predict(&mut self.options, tokens);
+    }
 }
 
 /// A reply of `POST /api/generate`: the whole answer, or one line of a stream.

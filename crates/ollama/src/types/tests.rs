@@ -300,3 +300,41 @@ fn recorded_chat_requests_are_sent_as_they_were_recorded() {
         assert_eq!(sent, original, "{name}");
     }
 }
+
+#[test]
+fn a_chat_request_estimates_its_prompt_and_takes_a_budget() {
+    let mut request = ChatRequest {
+        model: "m".into(),
+        messages: vec![
+            Message {
+                role: "user".into(),
+                content: "12345678".into(),
+                images: Some(vec!["A".repeat(4000)]),
+                ..Message::default()
+            },
+            Message {
+                role: "assistant".into(),
+                thinking: Some("abcd".into()),
+                tool_calls: Some(vec![ToolCall {
+                    id: None,
+                    function: ToolCallFunction {
+                        index: None,
+                        name: "f".into(),
+                        arguments: json!({"a": 1}),
+                    },
+                }]),
+                ..Message::default()
+            },
+        ],
+        tools: Some(vec![json!({"n": "x"})]),
+        ..ChatRequest::default()
+    };
+    // 8 + 4 + "f" 1 + `{"a":1}` 7 + `[{"n":"x"}]` 11 = 31 bytes, images left out.
+    assert_eq!(request.estimated_prompt_tokens(), 8);
+    request.set_num_predict(5);
+    request.set_num_predict(6);
+    assert_eq!(
+        request.options,
+        Some(json!({"num_predict": 6}).as_object().unwrap().clone())
+    );
+}
