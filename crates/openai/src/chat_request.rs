@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::sampling::StopSequences;
 use crate::sse::StreamOptions;
+use crate::text_or_list::TextOrList;
 
 /// `POST /v1/chat/completions` request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -176,40 +177,12 @@ pub enum MessageContent {
     Parts(Vec<ContentPart>),
 }
 
-// By hand rather than `#[serde(untagged)]`, which buffers every message's content and then
-// tries each variant on the copy: this runs for every message of every request.
 impl<'de> Deserialize<'de> for MessageContent {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ContentVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for ContentVisitor {
-            type Value = MessageContent;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                Ok(MessageContent::Text(text.to_owned()))
-            }
-
-            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
-                Ok(MessageContent::Text(text))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-                while let Some(part) = seq.next_element()? {
-                    parts.push(part);
-                }
-                Ok(MessageContent::Parts(parts))
-            }
-        }
-
-        deserializer.deserialize_any(ContentVisitor)
+        Ok(match TextOrList::deserialize(deserializer)? {
+            TextOrList::Text(text) => MessageContent::Text(text),
+            TextOrList::List(parts) => MessageContent::Parts(parts),
+        })
     }
 }
 

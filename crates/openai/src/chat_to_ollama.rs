@@ -8,8 +8,9 @@ use crate::chat_request::{
 };
 use crate::error::InvalidRequest;
 use crate::images::{PendingImage, decode_data_uri};
-use crate::sampling::{Sampling, set_num_predict};
+use crate::sampling::{Sampling, think_for_effort};
 use crate::sse::StreamOptions;
+use crate::tools::{ToolChoice, select_tools};
 
 /// The Ollama request, plus what the HTTP layer still has to do for it.
 #[derive(Debug)]
@@ -31,7 +32,7 @@ impl TranslatedChat {
     /// Bounds the completion at `budget` tokens (Ollama's `num_predict`), whatever the client
     /// asked for.
     pub fn limit_completion(&mut self, budget: u64) {
-        set_num_predict(&mut self.request.options, budget);
+        self.request.set_num_predict(budget);
     }
 }
 
@@ -97,22 +98,11 @@ pub fn chat_request_to_ollama(
         },
     };
 
-    let tools = select_tools(request.tools, request.tool_choice)?;
+    let tools = select_chat_tools(request.tools, request.tool_choice)?;
     let think = match (&request.ollama, request.reasoning_effort.as_deref()) {
         (Some(ext), _) if ext.think.is_some() => ext.think.clone(),
         (_, None) => None,
-        (_, Some("none")) => Some(Value::from(false)),
-        (_, Some("minimal" | "low")) => Some(Value::from("low")),
-        (_, Some("medium")) => Some(Value::from("medium")),
-        (_, Some("high")) => Some(Value::from("high")),
-        (_, Some(other)) => {
-            return Err(InvalidRequest::new(
-                format!(
-                    "Unknown reasoning_effort `{other}`; use none, minimal, low, medium or high."
-                ),
-                "reasoning_effort",
-            ));
-        }
+        (_, Some(effort)) => Some(think_for_effort(effort, "reasoning_effort")?),
     };
 
     let mut messages = Vec::with_capacity(request.messages.len());
@@ -140,13 +130,13 @@ pub fn chat_request_to_ollama(
     })
 }
 
-/// Applies `tool_choice` to the tool list: `none` sends no tools, a named function sends only
-/// that one (the closest Ollama can come to forcing it), `auto` and `required` send them all.
-fn select_tools(
+/// Checks the chat tools (already Ollama's shape) and reads chat's `tool_choice`: a string, or
+/// `{"type":"function","function":{"name":…}}`.
+fn select_chat_tools(
     tools: Option<Vec<Value>>,
     tool_choice: Option<Value>,
 ) -> Result<Option<Vec<Value>>, InvalidRequest> {
-    let Some(tools) = tools.filter(|t| !t.is_empty()) else {
+    let Some(tools) = tools else {
         return Ok(None);
     };
     for (i, tool) in tools.iter().enumerate() {
@@ -162,15 +152,20 @@ fn select_tools(
             ));
         }
     }
-    match tool_choice {
-        None => Ok(Some(tools)),
+    let choice = match tool_choice {
+        None => ToolChoice::Auto,
         Some(Value::String(choice)) => match choice.as_str() {
-            "none" => Ok(None),
-            "auto" | "required" => Ok(Some(tools)),
-            other => Err(InvalidRequest::new(
-                format!("Unknown tool_choice `{other}`; use none, auto, required or a function."),
-                "tool_choice",
-            )),
+            "none" => ToolChoice::None,
+            "auto" => ToolChoice::Auto,
+            "required" => ToolChoice::Required,
+            other => {
+                return Err(InvalidRequest::new(
+                    format!(
+                        "Unknown tool_choice `{other}`; use none, auto, required or a function."
+                    ),
+                    "tool_choice",
+                ));
+            }
         },
         Some(choice) => {
             let name = choice
@@ -183,19 +178,10 @@ fn select_tools(
                         "tool_choice",
                     )
                 })?;
-            let chosen: Vec<Value> = tools
-                .into_iter()
-                .filter(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
-                .collect();
-            if chosen.is_empty() {
-                return Err(InvalidRequest::new(
-                    format!("tool_choice names `{name}`, which is not among `tools`."),
-                    "tool_choice",
-                ));
-            }
-            Ok(Some(chosen))
+            ToolChoice::Function(name.to_owned())
         }
-    }
+    };
+    select_tools(tools, choice)
 }
 
 fn translate_message(

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use crate::chat_completion::finish_reason;
 use crate::error::InvalidRequest;
-use crate::sampling::{Sampling, StopSequences, set_num_predict};
+use crate::sampling::{Sampling, StopSequences};
 use crate::sse::{DONE_EVENT, StreamOptions, write_event};
 use crate::usage::Usage;
 
@@ -112,7 +112,7 @@ impl TranslatedCompletion {
     /// Bounds the completion at `budget` tokens (Ollama's `num_predict`), whatever the client
     /// asked for.
     pub fn limit_completion(&mut self, budget: u64) {
-        set_num_predict(&mut self.request.options, budget);
+        self.request.set_num_predict(budget);
     }
 }
 

@@ -1,8 +1,6 @@
 //! Images in chat messages: `data:` URIs decoded here, http(s) URLs left for the caller to
 //! fetch.
 
-use base64::Engine as _;
-
 use crate::error::InvalidRequest;
 
 /// An image part given by URL, to be fetched before the request goes to Ollama.
@@ -39,27 +37,9 @@ pub(crate) fn decode_data_uri(url: &str, param: &str) -> Result<String, InvalidR
     if !(mime.is_empty() || mime.starts_with("image/")) {
         return Err(bad("the data: URI's type is not an image type"));
     }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(payload.trim())
-        .map_err(|_| bad("its base64 payload does not decode"))?;
-    if image_kind(&bytes).is_none() {
-        return Err(bad("its bytes are not a PNG, JPEG, WebP or GIF image"));
-    }
-    Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
+    aiproxy_ollama::image_from_base64(payload).map_err(|why| bad(&why.to_string()))
 }
 
-/// Recognises an image by its first bytes, whatever the sender claimed: `image/png`,
-/// `image/jpeg`, `image/webp` or `image/gif`, else `None`.
-pub fn image_kind(bytes: &[u8]) -> Option<&'static str> {
-    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some("image/png")
-    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
-        Some("image/jpeg")
-    } else if bytes.len() >= 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        Some("image/webp")
-    } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        Some("image/gif")
-    } else {
-        None
-    }
-}
+/// Recognises an image by its first bytes (Ollama's own check, re-exported for the image
+/// fetcher).
+pub use aiproxy_ollama::image_kind;

@@ -44,6 +44,8 @@ mod images;
 mod models;
 mod sampling;
 mod sse;
+mod text_or_list;
+mod tools;
 mod usage;
 
 pub use chat_chunks::{ChatChunkWriter, ChatCompletionChunk, ChunkChoice, Delta};

@@ -1,5 +1,5 @@
-//! The sampling fields chat and legacy completions share, checked and written into Ollama's
-//! `options` by one translator.
+//! The sampling fields the OpenAI requests share, checked and written into Ollama's `options`
+//! by one translator, and the one reading of a reasoning effort as Ollama's `think`.
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -21,7 +21,7 @@ pub enum StopSequences {
 }
 
 /// A request's completion budget and sampling fields, moved out of it for
-/// [`Sampling::write_options`]; chat and legacy completions share them.
+/// [`Sampling::write_options`]; chat, legacy completions and Responses share them.
 #[derive(Debug, Default)]
 pub(crate) struct Sampling {
     /// The client's completion budget, Ollama's `num_predict`.
@@ -102,11 +102,22 @@ fn set_number(
     Ok(())
 }
 
-/// Sets Ollama's `num_predict`, creating `options` when the request had none.
-pub(crate) fn set_num_predict(options: &mut Option<Map<String, Value>>, tokens: u64) {
-    options
-        .get_or_insert_with(Map::new)
-        .insert("num_predict".into(), Value::from(tokens));
+/// Ollama's `think` for an OpenAI `reasoning_effort` (chat) or `reasoning.effort`
+/// (Responses): `none` turns thinking off, `minimal` is `low`, and the levels above `high`
+/// (`xhigh`, `max`) are `high`, the highest level every Ollama that takes levels knows.
+pub(crate) fn think_for_effort(effort: &str, param: &str) -> Result<Value, InvalidRequest> {
+    match effort {
+        "none" => Ok(Value::from(false)),
+        "minimal" | "low" => Ok(Value::from("low")),
+        "medium" => Ok(Value::from("medium")),
+        "high" | "xhigh" | "max" => Ok(Value::from("high")),
+        other => Err(InvalidRequest::new(
+            format!(
+                "Unknown reasoning effort `{other}`; use none, minimal, low, medium, high, xhigh or max."
+            ),
+            param,
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -166,5 +177,22 @@ mod tests {
         assert_eq!(options["temperature"], 0.5);
         assert_eq!(options["seed"], 7);
         assert_eq!(options["stop"], serde_json::json!(["END"]));
+    }
+
+    #[test]
+    fn reasoning_efforts_map_to_levels_every_ollama_knows() {
+        for (effort, think) in [
+            ("none", Value::from(false)),
+            ("minimal", Value::from("low")),
+            ("low", Value::from("low")),
+            ("medium", Value::from("medium")),
+            ("high", Value::from("high")),
+            ("xhigh", Value::from("high")),
+            ("max", Value::from("high")),
+        ] {
+            assert_eq!(think_for_effort(effort, "reasoning.effort"), Ok(think));
+        }
+        let error = think_for_effort("ultra", "reasoning.effort").unwrap_err();
+        assert_eq!(error.param.as_deref(), Some("reasoning.effort"));
     }
 }
