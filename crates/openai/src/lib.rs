@@ -42,6 +42,10 @@ mod embeddings;
 mod error;
 mod images;
 mod models;
+mod response_events;
+mod response_object;
+mod responses_request;
+mod responses_to_ollama;
 mod sampling;
 mod sse;
 mod text_or_list;
@@ -66,6 +70,19 @@ pub use embeddings::{
 pub use error::{ErrorBody, ErrorResponse, InvalidRequest};
 pub use images::{PendingImage, image_kind};
 pub use models::{Model, ModelList, find_model, model_id};
+pub use response_events::{RESPONSE_EVENT_CAPACITY, ResponseEventWriter};
+pub use response_object::{
+    IncompleteDetails, InputTokensDetails, ItemStatus, OutputItem, OutputText, OutputTokensDetails,
+    ResponseError, ResponseObject, ResponseSettings, ResponseStatus, ResponseUsage, SummaryText,
+};
+pub use responses_request::{
+    FunctionCallInput, FunctionCallOutputInput, InputContent, InputItem, InputMessage, InputPart,
+    ReasoningConfig, ReasoningInput, ReasoningText, ResponsesInput, ResponsesRequest, TextConfig,
+    TextFormat,
+};
+pub use responses_to_ollama::{TranslatedResponses, responses_request_to_ollama};
 pub use sampling::StopSequences;
-pub use sse::{DONE_EVENT, EVENT_CAPACITY, SseEvent, StreamOptions, write_event};
+pub use sse::{
+    DONE_EVENT, EVENT_CAPACITY, SseEvent, StreamOptions, write_event, write_named_event,
+};
 pub use usage::Usage;

@@ -1,5 +1,7 @@
-//! Server-Sent Events as OpenAI streams them: `data: <json>\n\n` events ending in
-//! `data: [DONE]\n\n`, and the request's `stream_options`.
+//! Server-Sent Events as OpenAI streams them: chat and legacy completions send `data: <json>\n\n`
+//! events ending in `data: [DONE]\n\n`; the Responses API names each event
+//! (`event: <type>\ndata: <json>\n\n`) and sends no `[DONE]`. Also the request's
+//! `stream_options`.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -43,4 +45,13 @@ pub fn write_event(out: &mut Vec<u8>, value: &impl Serialize) {
     // derived) have no failing `Serialize`, and writing into a `Vec` cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
     out.extend_from_slice(b"\n\n");
+}
+
+/// Appends `value` as one event named `name` (`event: <name>` then its `data:` line), as the
+/// Responses API frames its events.
+pub fn write_named_event(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    write_event(out, value);
 }
