@@ -87,11 +87,13 @@ fn dependencies_point_one_way() {
         set(&[]),
         "the simulator shares no wire types"
     );
-    assert_eq!(
-        normal_deps(&edges, "aiproxy-openai"),
-        set(&["aiproxy-ollama"]),
-        "a wire crate translates to Ollama's types and knows nothing else of ours"
-    );
+    for wire in ["aiproxy-openai", "aiproxy-anthropic"] {
+        assert_eq!(
+            normal_deps(&edges, wire),
+            set(&["aiproxy-ollama"]),
+            "a wire crate translates to Ollama's types and knows nothing else of ours"
+        );
+    }
     assert_eq!(
         normal_deps(&edges, "aiproxy-api"),
         set(&[
@@ -148,12 +150,13 @@ fn wire_crates_name_no_http_framework_or_runtime() {
         "tokio",
         "rustls",
     ];
-    let wire = "aiproxy-openai";
-    let named: Vec<String> = normal_deps(&edges, wire)
-        .into_iter()
-        .filter(|dep| io.contains(&dep.as_str()))
-        .collect();
-    assert!(named.is_empty(), "{wire} depends on {named:?}");
+    for wire in ["aiproxy-openai", "aiproxy-anthropic"] {
+        let named: Vec<String> = normal_deps(&edges, wire)
+            .into_iter()
+            .filter(|dep| io.contains(&dep.as_str()))
+            .collect();
+        assert!(named.is_empty(), "{wire} depends on {named:?}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
